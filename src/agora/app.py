@@ -1,0 +1,93 @@
+"""`create_app(settings)`: the FastAPI application and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+
+from agora import __version__
+from agora.config import Settings, load_settings
+from agora.db.api import error_response, install_error_handlers
+from agora.db.engine import make_engine
+from agora.db.session import Database
+
+
+def make_database(settings: Settings) -> Database:
+    return Database(
+        make_engine(
+            settings.database_url,
+            echo=settings.echo_sql,
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_timeout=settings.pool_timeout,
+            pool_recycle=settings.pool_recycle,
+            pool_pre_ping=settings.pool_pre_ping,
+            statement_timeout_ms=settings.statement_timeout_ms,
+            idle_in_transaction_timeout_ms=settings.idle_in_transaction_timeout_ms,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
+    )
+
+
+health = APIRouter(prefix="/health", tags=["health"])
+
+
+@health.get("/live")
+async def live() -> dict[str, str]:
+    """Liveness: the process answers. Touches no database."""
+    return {"status": "ok"}
+
+
+@health.get("/ready", responses={503: {"description": "The database does not answer"}})
+async def ready(request: Request) -> Any:
+    """Readiness: the database answers `SELECT 1` within the health timeout."""
+    db: Database = request.app.state.db
+    settings: Settings = request.app.state.settings
+    try:
+        await db.ping(timeout=settings.health_timeout)
+    except TimeoutError:
+        return error_response(
+            503, "DatabaseUnavailable", "database ping timed out", {"Retry-After": "1"}
+        )
+    except Exception as exc:  # any failure to reach the database means "not ready"
+        reason = type(exc).__name__
+        return error_response(
+            503, "DatabaseUnavailable", f"database unreachable ({reason})", {"Retry-After": "1"}
+        )
+    return {"status": "ok", "database": db.engine.dialect.name}
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    """Build the application. With no settings, read them from the environment.
+
+    The lifespan creates the engine at startup and disposes of it at shutdown. A `database`
+    passed in (tests, embedding) is used as is and left to its owner to dispose of.
+    """
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if database is not None:
+            yield
+            return
+        app.state.db = make_database(settings)
+        try:
+            yield
+        finally:
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title="Agora",
+        version=__version__,
+        description="Community marketplace: members, forum, market and credits.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if database is not None:
+        app.state.db = database
+    install_error_handlers(app)
+    app.include_router(health)
+    return app

@@ -1,0 +1,107 @@
+"""Application settings: one `Settings` class, read from `AGORA_*` variables and `.env`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+from agora.db.engine import normalize_url
+
+DEFAULT_SECRET_KEY = "change-me-in-production"  # noqa: S105 - refused outside development
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. See `.env.example` for the documented list."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGORA_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    env: Environment = Environment.development
+    database_url: str = "sqlite+aiosqlite:///./agora.db"
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    echo_sql: bool = False
+
+    pool_size: int = Field(default=10, ge=1, le=1000)
+    max_overflow: int = Field(default=10, ge=0, le=1000)
+    pool_timeout: float = Field(default=5.0, gt=0, le=600)
+    pool_recycle: int = Field(default=1800, ge=-1)
+    pool_pre_ping: bool = True
+    statement_timeout_ms: int = Field(default=30_000, ge=0)
+    idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)
+    sqlite_busy_timeout_ms: int = Field(default=5_000, ge=0)
+    health_timeout: float = Field(default=2.0, gt=0, le=60)
+
+    page_default_limit: int = Field(default=20, ge=1)
+    page_max_limit: int = Field(default=100, ge=1)
+    page_max_offset: int = Field(default=10_000, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_database_url(cls, value: str) -> str:
+        try:
+            return normalize_url(value).render_as_string(hide_password=False)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env is Environment.production:
+            key = self.secret_key.get_secret_value()
+            if key == DEFAULT_SECRET_KEY or len(key) < 32:
+                raise ValueError(
+                    "AGORA_SECRET_KEY must be set to a random value of at least 32 characters "
+                    "in production (e.g. the output of "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+                )
+        if self.page_default_limit > self.page_max_limit:
+            raise ValueError("AGORA_PAGE_DEFAULT_LIMIT must not exceed AGORA_PAGE_MAX_LIMIT")
+        return self
+
+    @cached_property
+    def url(self) -> URL:
+        return make_url(self.database_url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
+
+    def masked_database_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+
+class SettingsError(Exception):
+    """Raised with a one-line, human message when settings do not validate."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Turn pydantic's report into `AGORA_X: message` lines naming the variable."""
+    lines = []
+    for err in exc.errors():
+        loc = "_".join(str(p) for p in err["loc"]).upper()
+        name = f"AGORA_{loc}" if loc else "settings"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {message}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build `Settings`, raising `SettingsError` with a readable message on bad input."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None

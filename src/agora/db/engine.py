@@ -1,0 +1,153 @@
+"""Dialect-aware async engine factory.
+
+One function, `make_engine`, builds an `AsyncEngine` for SQLite (aiosqlite) or PostgreSQL
+(asyncpg) with the settings each needs to behave well under concurrency:
+
+* SQLite: foreign keys on, WAL, `synchronous=NORMAL`, a busy timeout, and write transactions
+  opened with `BEGIN IMMEDIATE`. The sqlite3 driver's legacy transaction mode is switched off
+  (`isolation_level = None`) so that *we* emit BEGIN: a deferred BEGIN lets two writers both
+  read, then fail at once with "database is locked" when they upgrade to a write lock, while
+  `BEGIN IMMEDIATE` takes the write lock up front and waits on the busy timeout instead.
+  See https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
+* PostgreSQL: a queue pool of the configured size, `application_name`, and server-side
+  `statement_timeout` / `idle_in_transaction_session_timeout` sent in the startup packet (no
+  extra round trip).
+
+`autocommit_engine(engine)` returns a view of the same pool whose connections run each
+statement on its own, with no BEGIN/ROLLBACK around it: a read-only request then costs exactly
+one round trip per statement.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+# Execution option read by the SQLite "begin" hook: when set, no BEGIN is emitted.
+_SQLITE_AUTOCOMMIT = "agora_autocommit"
+
+_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+_SUPPORTED = {"postgresql+asyncpg", "sqlite+aiosqlite"}
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a database URL and switch it to the async driver Agora uses.
+
+    `postgres://` and `postgresql://` become `postgresql+asyncpg://`, `sqlite://` becomes
+    `sqlite+aiosqlite://`. Anything else raises `ValueError` with a readable message.
+    """
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except Exception as exc:  # sqlalchemy raises ArgumentError for garbage
+        raise ValueError(f"not a database URL: {url!r}") from exc
+    name = parsed.drivername
+    if name in _DRIVERS:
+        parsed = parsed.set(drivername=_DRIVERS[name])
+    if parsed.drivername not in _SUPPORTED:
+        raise ValueError(
+            f"unsupported database driver {name!r}: use a sqlite:// or postgresql:// URL"
+        )
+    return parsed
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    database = url.database or ""
+    return url.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:") or "mode=memory" in str(url.query)
+    )
+
+
+def make_engine(
+    url: str | URL,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_timeout: float = 5.0,
+    pool_recycle: int = 1800,
+    pool_pre_ping: bool = False,
+    statement_timeout_ms: int = 30_000,
+    idle_in_transaction_timeout_ms: int = 60_000,
+    sqlite_busy_timeout_ms: int = 5_000,
+    application_name: str = "agora",
+    connect_args: dict[str, Any] | None = None,
+    **engine_kwargs: Any,
+) -> AsyncEngine:
+    """Create an `AsyncEngine` configured for the URL's dialect (see module docstring)."""
+    parsed = normalize_url(url)
+    kwargs: dict[str, Any] = {"echo": echo, **engine_kwargs}
+    args: dict[str, Any] = dict(connect_args or {})
+    pool_kwargs: dict[str, Any] = {"pool_recycle": pool_recycle, "pool_pre_ping": pool_pre_ping}
+    if "poolclass" not in engine_kwargs:  # sizes apply to the default queue pool only
+        pool_kwargs.update(
+            pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
+        )
+    if parsed.get_backend_name() == "sqlite":
+        if is_memory_sqlite(parsed):
+            # Every connection to ":memory:" is a new empty database: share one connection.
+            kwargs["poolclass"] = StaticPool
+            args.setdefault("check_same_thread", False)
+        else:
+            kwargs.update(pool_kwargs)
+        engine = create_async_engine(parsed, connect_args=args, **kwargs)
+        _install_sqlite_hooks(
+            engine, busy_timeout_ms=sqlite_busy_timeout_ms, wal=not is_memory_sqlite(parsed)
+        )
+        return engine
+
+    server_settings = dict(args.pop("server_settings", {}))
+    server_settings.setdefault("application_name", application_name)
+    if statement_timeout_ms:
+        server_settings.setdefault("statement_timeout", str(statement_timeout_ms))
+    if idle_in_transaction_timeout_ms:
+        server_settings.setdefault(
+            "idle_in_transaction_session_timeout", str(idle_in_transaction_timeout_ms)
+        )
+    args["server_settings"] = server_settings
+    return create_async_engine(parsed, connect_args=args, **pool_kwargs, **kwargs)
+
+
+def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
+    """A view of `engine` (same pool) whose statements run without BEGIN/ROLLBACK.
+
+    Use it for read-only work: a lone SELECT then costs one round trip instead of three.
+    """
+    if is_sqlite(engine):
+        return engine.execution_options(**{_SQLITE_AUTOCOMMIT: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int, wal: bool) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver; the "begin" hook below emits BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if wal:
+                cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(_SQLITE_AUTOCOMMIT):
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

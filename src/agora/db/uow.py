@@ -1,0 +1,125 @@
+"""Unit of work: one session, its repositories, and an explicit commit.
+
+    async with UnitOfWork(sessionmaker) as uow:
+        user = await uow.repo(UserRepository).get(1)
+        ...
+        await uow.commit()          # nothing is written unless this runs
+
+Leaving the block without `commit()` rolls back, so an exception (or a forgotten commit)
+never writes half a use case. Errors raised by flush/commit come out typed
+(`agora.db.errors.translate`): a unique violation is a `Duplicate`, never a bare
+`IntegrityError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from agora.db.errors import is_retryable, translate
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class UnitOfWork:
+    """Async context manager around one `AsyncSession`."""
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = session_factory
+        self._session: AsyncSession | None = None
+        self._repos: dict[type[Any], Any] = {}
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("UnitOfWork used outside `async with`")
+        return self._session
+
+    async def __aenter__(self) -> Self:
+        self._session = self._factory()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session, self._session = self._session, None
+        self._repos.clear()
+        if session is not None:
+            # close() rolls back whatever was not committed and returns the connection.
+            await asyncio.shield(session.close())
+
+    def repo(self, repo_cls: Callable[[AsyncSession], R]) -> R:
+        """The repository of class `repo_cls` bound to this unit of work's session (cached)."""
+        key: Any = repo_cls
+        if key not in self._repos:
+            self._repos[key] = repo_cls(self.session)
+        return self._repos[key]  # type: ignore[no-any-return]
+
+    async def flush(self) -> None:
+        await _translated(self.session.flush())
+
+    async def commit(self) -> None:
+        await _translated(self.session.commit())
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Nested work: an error inside rolls back to the savepoint only, then re-raises."""
+        async with self.session.begin_nested():
+            try:
+                yield
+            except (DBAPIError, StaleDataError) as exc:
+                raise (translate(exc) or exc) from exc
+        # begin_nested's context flushed and released the savepoint on success
+
+
+async def _translated(awaitable: Awaitable[None]) -> None:
+    try:
+        await awaitable
+    except (DBAPIError, StaleDataError) as exc:
+        if is_retryable(exc):
+            raise  # let `retrying` see the original serialization failure / deadlock
+        typed = translate(exc)
+        if typed is None:
+            raise
+        raise typed from exc
+
+
+async def retrying(
+    work: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = 5,
+    base_delay: float = 0.01,
+    max_delay: float = 0.5,
+) -> T:
+    """Run `work()` (a whole transaction) again on serialization failure or deadlock.
+
+    `work` must open its own unit of work so that each attempt starts from scratch.
+    Waits grow exponentially with full jitter and are bounded by `max_delay`; after
+    `attempts` tries the last error propagates (the API renders it as a 503).
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be >= 1")
+    for attempt in range(1, attempts + 1):
+        try:
+            return await work()
+        except DBAPIError as exc:
+            if not is_retryable(exc) or attempt == attempts:
+                raise
+        delay = min(max_delay, base_delay * 2 ** (attempt - 1))
+        await asyncio.sleep(random.uniform(0, delay))
+    raise AssertionError("unreachable")  # pragma: no cover
