@@ -11,7 +11,7 @@ from sqlalchemy.exc import InvalidRequestError
 from agora.db.errors import StaleData
 from agora.db.session import Database
 from agora.db.uow import UnitOfWork
-from tests.db.models import Article, Author, Counter
+from tests.db.models import Article, Author, ToolkitBase
 
 
 async def test_timestamps_are_aware_utc_and_move_on_update(tk_uow: UnitOfWork) -> None:
@@ -84,8 +84,8 @@ async def test_relationships_refuse_implicit_loads(tk_uow: UnitOfWork) -> None:
 
 
 def test_constraints_get_conventional_names() -> None:
-    names = {c.name for c in Counter.__table__.constraints}
+    names = {c.name for c in ToolkitBase.metadata.tables["counter"].constraints}
     assert "uq_counter_namespace_key" in names
     assert "pk_counter" in names
-    fk_names = {c.name for c in Article.__table__.foreign_key_constraints}  # type: ignore[attr-defined]
+    fk_names = {c.name for c in ToolkitBase.metadata.tables["article"].foreign_key_constraints}
     assert fk_names == {"fk_article_author_id_author"}
