@@ -25,7 +25,7 @@ from agora.db.testing import rollback_session_factory
 from agora.db.uow import UnitOfWork
 from tests.support.databases import BACKENDS, TestDatabases
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["agora.db.pytest_plugin"]
 
 
 @pytest.fixture(scope="session")

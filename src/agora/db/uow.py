@@ -78,13 +78,13 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        """Nested work: an error inside rolls back to the savepoint only, then re-raises."""
-        async with self.session.begin_nested():
-            try:
+        """Nested work: an error inside rolls back to the savepoint only, then re-raises
+        (typed). On success the savepoint is flushed and released."""
+        try:
+            async with self.session.begin_nested():
                 yield
-            except (DBAPIError, StaleDataError) as exc:
-                raise (translate(exc) or exc) from exc
-        # begin_nested's context flushed and released the savepoint on success
+        except (DBAPIError, StaleDataError) as exc:
+            raise (translate(exc) or exc) from exc
 
 
 async def _translated(awaitable: Awaitable[None]) -> None:
