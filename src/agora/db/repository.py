@@ -243,7 +243,8 @@ class Repository(Generic[M]):
             row: M | None = await self.session.scalar(self._returning(stmt))
         if row is None:  # DO NOTHING skipped an existing row: read it back
             key = {name: values[name] for name in on}
-            row = await self.one_or_none(self.select_stmt(include_deleted=True).filter_by(**key))
+            stmt = self.select_stmt(include_deleted=True).filter_by(**key)
+            row = await self.one_or_none(stmt.execution_options(populate_existing=True))
         return row
 
     async def upsert_many(
