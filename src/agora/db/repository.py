@@ -23,12 +23,13 @@ from sqlalchemy import Integer, Select, and_, func, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, QueryableAttribute, selectinload
 from sqlalchemy.sql.base import ExecutableOption
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.sql.elements import ColumnElement
 
 from agora.db.base import SoftDeleteMixin, utcnow
 from agora.db.errors import NotFound, translating
 from agora.db.softdelete import INCLUDE_DELETED, install_soft_delete
-from agora.db.upsert import upsert_statement
+from agora.db.upsert import UpsertInsert, upsert_statement
 
 M = TypeVar("M")
 
@@ -243,8 +244,8 @@ class Repository(Generic[M]):
             row: M | None = await self.session.scalar(self._returning(stmt))
         if row is None:  # DO NOTHING skipped an existing row: read it back
             key = {name: values[name] for name in on}
-            stmt = self.select_stmt(include_deleted=True).filter_by(**key)
-            row = await self.one_or_none(stmt.execution_options(populate_existing=True))
+            existing = self.select_stmt(include_deleted=True).filter_by(**key)
+            row = await self.one_or_none(existing.execution_options(populate_existing=True))
         return row
 
     async def upsert_many(
@@ -286,12 +287,12 @@ class Repository(Generic[M]):
 
     def _upsert(
         self, *, keys: Iterable[str], on: Sequence[str], update: Sequence[str] | None
-    ) -> Any:
+    ) -> UpsertInsert:
         return upsert_statement(
             self.model, dialect_name=self._dialect_name, keys=set(keys), on=on, update=update
         )
 
-    def _returning(self, stmt: Any) -> Any:
+    def _returning(self, stmt: UpsertInsert) -> ReturningInsert[M]:
         # populate_existing: objects already in the session take the values now in the row.
         return stmt.returning(self.model).execution_options(populate_existing=True)
 
