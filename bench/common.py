@@ -48,12 +48,16 @@ def table(title: str, series: Sequence[Series], *, baseline: str) -> str:
     """A Markdown table: median and range per call, and the ratio to `baseline`
     (baseline time / variant time: 1.0 = as fast, 0.5 = half as fast)."""
     base = next(s for s in series if s.name == baseline)
-    lines = [f"### {title}", "",
-             "| variant | wall µs/call (median, min–max) | CPU µs/call (median) | speed vs "
-             f"{baseline} (wall) | (CPU) |", "|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| variant | wall µs/call (median, min-max) | CPU µs/call (median) | speed vs "
+        f"{baseline} (wall) | (CPU) |",
+        "|---|---|---|---|---|",
+    ]
     for s in series:
         lines.append(
-            f"| {s.name} | {s.median_wall() * 1e6:.1f} ({min(s.wall) * 1e6:.1f}–"
+            f"| {s.name} | {s.median_wall() * 1e6:.1f} ({min(s.wall) * 1e6:.1f}-"
             f"{max(s.wall) * 1e6:.1f}) | {s.median_cpu() * 1e6:.1f} | "
             f"{base.median_wall() / s.median_wall():.2f} | "
             f"{base.median_cpu() / s.median_cpu():.2f} |"

@@ -51,8 +51,16 @@ class ItemRepository(Repository[Item]):
 
 def _rows(n: int, start: int = 0) -> list[dict[str, object]]:
     now = datetime.now(UTC)
-    return [{"name": f"item {i}", "price_cents": i % 10_000, "category": f"c{i % 20}",
-             "created_at": now, "updated_at": now} for i in range(start, start + n)]
+    return [
+        {
+            "name": f"item {i}",
+            "price_cents": i % 10_000,
+            "category": f"c{i % 20}",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in range(start, start + n)
+    ]
 
 
 async def _pg_database() -> tuple[str, Callable[[], Awaitable[None]]]:
@@ -70,12 +78,18 @@ async def _pg_database() -> tuple[str, Callable[[], Awaitable[None]]]:
     return dsn, drop
 
 
-async def read_scenarios(url: str, raw: Callable[[str, list[object]], Awaitable[object]],
-                         *, calls: int, rounds: int, label: str) -> str:
+async def read_scenarios(
+    url: str,
+    raw: Callable[[str, list[object]], Awaitable[object]],
+    *,
+    calls: int,
+    rounds: int,
+    label: str,
+) -> str:
     engine = make_engine(url, pool_size=2, max_overflow=0)
     db = Database(engine)
     core = autocommit_engine(engine)
-    item_t = Item.__table__
+    item_t = BenchBase.metadata.tables["item"]
     async with engine.begin() as conn:
         await conn.run_sync(BenchBase.metadata.create_all)
         await conn.execute(item_t.insert(), _rows(1000))
@@ -97,24 +111,46 @@ async def read_scenarios(url: str, raw: Callable[[str, list[object]], Awaitable[
             stmt = select(item_t).order_by(item_t.c.id).limit(100)
             return (await conn.execute(stmt)).all()
 
-    sql_get = "SELECT id, name, price_cents, category, created_at, updated_at FROM item WHERE id = {p}"
-    sql_list = ("SELECT id, name, price_cents, category, created_at, updated_at FROM item "
-                "ORDER BY id LIMIT 100")
+    sql_get = (
+        "SELECT id, name, price_cents, category, created_at, updated_at FROM item WHERE id = {p}"
+    )
+    sql_list = (
+        "SELECT id, name, price_cents, category, created_at, updated_at FROM item "
+        "ORDER BY id LIMIT 100"
+    )
     out = []
-    get = await interleaved([("raw driver", lambda: raw(sql_get, [500])),
-                             ("SQLAlchemy Core", core_get), ("Repository.get", repo_get)],
-                            calls=calls, rounds=rounds)
+    get = await interleaved(
+        [
+            ("raw driver", lambda: raw(sql_get, [500])),
+            ("SQLAlchemy Core", core_get),
+            ("Repository.get", repo_get),
+        ],
+        calls=calls,
+        rounds=rounds,
+    )
     out.append(table(f"{label}: get one row by primary key", get, baseline="raw driver"))
-    lst = await interleaved([("raw driver", lambda: raw(sql_list, [])),
-                             ("SQLAlchemy Core", core_list), ("Repository.list", repo_list)],
-                            calls=max(1, calls // 5), rounds=rounds)
+    lst = await interleaved(
+        [
+            ("raw driver", lambda: raw(sql_list, [])),
+            ("SQLAlchemy Core", core_list),
+            ("Repository.list", repo_list),
+        ],
+        calls=max(1, calls // 5),
+        rounds=rounds,
+    )
     out.append(table(f"{label}: list 100 rows", lst, baseline="raw driver"))
     await engine.dispose()
     return "\n".join(out)
 
 
-async def bulk_scenario(url: str, baseline: Callable[[list[dict[str, object]]], Awaitable[None]],
-                        *, rows: int, label: str, baseline_name: str) -> str:
+async def bulk_scenario(
+    url: str,
+    baseline: Callable[[list[dict[str, object]]], Awaitable[None]],
+    *,
+    rows: int,
+    label: str,
+    baseline_name: str,
+) -> str:
     engine = make_engine(url)
     db = Database(engine)
     async with engine.begin() as conn:
@@ -125,7 +161,7 @@ async def bulk_scenario(url: str, baseline: Callable[[list[dict[str, object]]], 
     for _ in range(3):  # interleaved: A B A B A B
         t0 = time.perf_counter()
         async with db.uow() as uow:
-            await uow.repo(ItemRepository).add_many([Item(**r) for r in data])
+            await uow.repo(ItemRepository).add_many(data)
             await uow.commit()
         results["add_many"].append(rows / (time.perf_counter() - t0))
         t0 = time.perf_counter()
@@ -133,12 +169,17 @@ async def bulk_scenario(url: str, baseline: Callable[[list[dict[str, object]]], 
         results[baseline_name].append(rows / (time.perf_counter() - t0))
     await engine.dispose()
     med = {k: sorted(v)[1] for k, v in results.items()}
-    lines = [f"### {label}: insert {rows:,} rows", "",
-             "| variant | rows/s (median of 3, min–max) | vs " + baseline_name + " |",
-             "|---|---|---|"]
+    lines = [
+        f"### {label}: insert {rows:,} rows",
+        "",
+        "| variant | rows/s (median of 3, min-max) | vs " + baseline_name + " |",
+        "|---|---|---|",
+    ]
     for name, values in results.items():
-        lines.append(f"| {name} | {med[name]:,.0f} ({min(values):,.0f}–{max(values):,.0f}) | "
-                     f"{med[name] / med[baseline_name]:.2f} |")
+        lines.append(
+            f"| {name} | {med[name]:,.0f} ({min(values):,.0f}-{max(values):,.0f}) | "
+            f"{med[name] / med[baseline_name]:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -147,21 +188,27 @@ async def postgres(args: argparse.Namespace) -> str:
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
     pool = await asyncpg.create_pool(dsn, min_size=2, max_size=2)
     try:
+
         async def raw(sql: str, params: list[object]) -> object:
             async with pool.acquire() as conn:
                 return await conn.fetch(sql.replace("{p}", "$1"), *params)
 
-        out = [await read_scenarios(url, raw, calls=args.calls, rounds=args.rounds,
-                                    label="PostgreSQL")]
+        out = [
+            await read_scenarios(url, raw, calls=args.calls, rounds=args.rounds, label="PostgreSQL")
+        ]
         columns = ["name", "price_cents", "category", "created_at", "updated_at"]
 
         async def copy(data: list[dict[str, object]]) -> None:
             async with pool.acquire() as conn:
                 await conn.copy_records_to_table(
-                    "item", records=[tuple(r[c] for c in columns) for r in data], columns=columns)
+                    "item", records=[tuple(r[c] for c in columns) for r in data], columns=columns
+                )
 
-        out.append(await bulk_scenario(url, copy, rows=args.rows, label="PostgreSQL",
-                                       baseline_name="copy_records_to_table"))
+        out.append(
+            await bulk_scenario(
+                url, copy, rows=args.rows, label="PostgreSQL", baseline_name="copy_records_to_table"
+            )
+        )
         return "\n".join(out)
     finally:
         await pool.close()
@@ -173,25 +220,34 @@ async def sqlite(args: argparse.Namespace) -> str:
         path = Path(tmp) / "bench.db"
         url = f"sqlite+aiosqlite:///{path}"
         conn = await aiosqlite.connect(path)
-        await conn.execute("PRAGMA journal_mode=WAL")
+        async with conn.execute("PRAGMA journal_mode=WAL"):
+            pass  # close the cursor: an open statement would hold a read lock
         try:
+
             async def raw(sql: str, params: list[object]) -> object:
                 async with conn.execute(sql.replace("{p}", "?"), params) as cur:
                     return await cur.fetchall()
 
-            out = [await read_scenarios(url, raw, calls=args.calls, rounds=args.rounds,
-                                        label="SQLite")]
+            out = [
+                await read_scenarios(url, raw, calls=args.calls, rounds=args.rounds, label="SQLite")
+            ]
             columns = ["name", "price_cents", "category", "created_at", "updated_at"]
 
             async def executemany(data: list[dict[str, object]]) -> None:
                 await conn.executemany(
                     f"INSERT INTO item ({', '.join(columns)}) VALUES (?, ?, ?, ?, ?)",
-                    [tuple(str(r[c]) if c.endswith("_at") else r[c] for c in columns)
-                     for r in data])
+                    [
+                        tuple(str(r[c]) if c.endswith("_at") else r[c] for c in columns)
+                        for r in data
+                    ],
+                )
                 await conn.commit()
 
-            out.append(await bulk_scenario(url, executemany, rows=args.rows, label="SQLite",
-                                           baseline_name="executemany"))
+            out.append(
+                await bulk_scenario(
+                    url, executemany, rows=args.rows, label="SQLite", baseline_name="executemany"
+                )
+            )
             return "\n".join(out)
         finally:
             await conn.close()

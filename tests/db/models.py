@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, MetaData, String, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, MetaData, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from agora.db.base import (
@@ -61,3 +61,21 @@ class Counter(IdMixin, ToolkitBase):
     label: Mapped[str | None] = mapped_column(String(100), default=None)
 
     __table_args__ = (UniqueConstraint("namespace", "key"),)
+
+
+class Setting(TimestampMixin, ToolkitBase):
+    """Composite primary key, no soft delete: a key-value store per scope."""
+
+    __tablename__ = "setting"
+
+    scope: Mapped[str] = mapped_column(String(50), primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+
+
+class Reading(IdMixin, ToolkitBase):
+    """A BIGINT column, for out-of-range integers."""
+
+    __tablename__ = "reading"
+
+    amount: Mapped[int] = mapped_column(BigInteger)

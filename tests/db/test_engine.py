@@ -160,3 +160,28 @@ async def test_read_only_unit_of_work_costs_one_round_trip(backend: str, databas
             await engine.dispose()
     assert counts[True] == 1
     assert counts[False] == 3  # BEGIN, SELECT, ROLLBACK: what read-only mode avoids
+
+
+async def test_sqlite_pool_rolls_back_a_connection_returned_mid_transaction(
+    tmp_path: Path,
+) -> None:
+    """The pool skips the no-op rollback for idle connections, but still rolls back one that
+    comes back inside a transaction, so its write lock is released and nothing leaks."""
+    engine = make_engine(
+        f"sqlite:///{tmp_path / 'r.db'}", pool_size=2, max_overflow=0, sqlite_busy_timeout_ms=200
+    )
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        async with engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute("BEGIN IMMEDIATE")
+            await driver.execute("INSERT INTO t VALUES (1)")
+            assert driver.in_transaction
+        async with engine.begin() as conn:  # would wait on the lock, then fail, if leaked
+            await conn.execute(text("INSERT INTO t VALUES (2)"))
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT x FROM t"))).scalars().all() == [2]
+    finally:
+        await engine.dispose()

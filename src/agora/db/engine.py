@@ -101,6 +101,10 @@ def make_engine(
             args.setdefault("check_same_thread", False)
         else:
             kwargs.update(pool_kwargs)
+        # The pool's rollback-on-return costs a trip to aiosqlite's thread even when nothing
+        # is open (always, for read-only autocommit work); the "reset" hook below rolls back
+        # only a connection that is really inside a transaction.
+        kwargs.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(parsed, connect_args=args, **kwargs)
         _install_sqlite_hooks(
             engine, busy_timeout_ms=sqlite_busy_timeout_ms, wal=not is_memory_sqlite(parsed)
@@ -145,6 +149,11 @@ def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int, wal: boo
             cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
+
+    @event.listens_for(sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+        if dbapi_connection._connection.in_transaction:  # aiosqlite reads it in-thread
+            dbapi_connection.rollback()
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

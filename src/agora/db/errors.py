@@ -13,7 +13,8 @@ a pre-check then both get a proper 409 instead of one 500.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from sqlalchemy import MetaData, UniqueConstraint
@@ -181,6 +182,9 @@ _PG_CLASSES: dict[str, type[IntegrityViolation]] = {
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 _PG_TIMEOUTS = frozenset({"57014", "55P03"})  # statement timeout / cancel, lock timeout
 _PG_INVALID_DATA_CLASS = "22"  # data exceptions: NUL bytes, out-of-range numbers, ...
+_PG_NUMERIC_OUT_OF_RANGE = "22003"
+_PG_BAD_CHARACTER = "22021"  # e.g. a NUL byte, which PostgreSQL text cannot hold
+_OUT_OF_RANGE = "A number is out of range"
 _PG_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03", "53300", "08000", "08003", "08006"})
 
 _SQLITE_PATTERNS: list[tuple[re.Pattern[str], type[IntegrityViolation]]] = [
@@ -206,12 +210,31 @@ def is_retryable(exc: BaseException) -> bool:
     return sqlstate(exc) in RETRYABLE_SQLSTATES
 
 
+@contextmanager
+def translating() -> Iterator[None]:
+    """Re-raise database exceptions from the block as their typed error.
+
+    Serialization failures and deadlocks pass through untouched so that `retrying` sees them;
+    exceptions with no typed counterpart propagate as they are.
+    """
+    try:
+        yield
+    except (sa_exc.DBAPIError, orm_exc.StaleDataError, OverflowError) as exc:
+        typed = None if is_retryable(exc) else translate(exc)
+        if typed is None:
+            raise
+        raise typed from exc
+
+
 def translate(exc: BaseException) -> AppError | None:
     """The typed error for a database exception, or None when it is not an expected one."""
     if isinstance(exc, AppError):
         return exc
     if isinstance(exc, orm_exc.StaleDataError):
         return StaleData()
+    if isinstance(exc, OverflowError) and "too large to convert" in str(exc):
+        # sqlite3 refuses integers beyond 64 bits while binding, before any DBAPI error.
+        return InvalidData(_OUT_OF_RANGE)
     if isinstance(exc, sa_exc.TimeoutError):  # pool checkout waited past pool_timeout
         return DatabaseUnavailable("All database connections are busy; try again shortly")
     if isinstance(exc, (ConnectionError, OSError, TimeoutError)):
@@ -229,7 +252,10 @@ def _translate_pg(exc: sa_exc.DBAPIError, code: str) -> AppError | None:
     if code in _PG_CLASSES:
         constraint = getattr(cause, "constraint_name", None)
         table = getattr(cause, "table_name", None)
-        fields = _fields_from_detail(getattr(cause, "detail", None))
+        column = getattr(cause, "column_name", None)  # set for NOT NULL violations
+        fields = _fields_from_detail(getattr(cause, "detail", None)) or (
+            (column,) if column else ()
+        )
         return _violation(_PG_CLASSES[code], constraint=constraint, table=table, fields=fields)
     if code in _PG_TIMEOUTS:
         return DatabaseTimeout()
@@ -238,8 +264,20 @@ def _translate_pg(exc: sa_exc.DBAPIError, code: str) -> AppError | None:
     if code in RETRYABLE_SQLSTATES:
         return DatabaseUnavailable("The database could not serialize this request; retry it")
     if code.startswith(_PG_INVALID_DATA_CLASS):
-        return InvalidData(_first_line(getattr(cause, "message", None) or str(exc.orig)))
+        return InvalidData(
+            _invalid_data_detail(code, getattr(cause, "message", None) or str(exc.orig))
+        )
     return None
+
+
+def _invalid_data_detail(code: str, message: str) -> str:
+    # asyncpg checks integer ranges itself while encoding parameters ("value out of int32
+    # range", SQLSTATE 22000 on a client-side DataError); the server reports 22003.
+    if code == _PG_NUMERIC_OUT_OF_RANGE or "out of int" in message:
+        return _OUT_OF_RANGE
+    if code == _PG_BAD_CHARACTER and "0x00" in message:
+        return "Text must not contain NUL (\\x00) characters"
+    return _first_line(message)
 
 
 def _translate_sqlite(exc: sa_exc.DBAPIError) -> AppError | None:
@@ -261,7 +299,7 @@ def _translate_sqlite(exc: sa_exc.DBAPIError) -> AppError | None:
     if isinstance(exc, sa_exc.OperationalError) and "unable to open" in message:
         return DatabaseUnavailable()
     if isinstance(exc.orig, OverflowError) or "too large to convert" in message:
-        return InvalidData("A number is out of range")
+        return InvalidData(_OUT_OF_RANGE)
     return None
 
 

@@ -8,7 +8,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agora.db.engine import autocommit_engine
+from agora.db.softdelete import install_soft_delete
 from agora.db.uow import UnitOfWork
+
+# Soft-deleted rows are hidden from every ORM read. The listener sits on the `Session` class,
+# so it also covers sessions from factories passed in below (e.g. the test helpers').
+install_soft_delete()
 
 
 class Database:

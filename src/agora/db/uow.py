@@ -22,9 +22,8 @@ from typing import Any, Self, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm.exc import StaleDataError
 
-from agora.db.errors import is_retryable, translate
+from agora.db.errors import is_retryable, translating
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -78,25 +77,18 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        """Nested work: an error inside rolls back to the savepoint only, then re-raises
-        (typed). On success the savepoint is flushed and released."""
-        try:
+        """Nested work: an error inside rolls back to the savepoint only, then re-raises."""
+        # The flush that releases the savepoint runs on exit, outside the block: translate
+        # both, so a constraint refusing the nested work surfaces typed too.
+        with translating():
             async with self.session.begin_nested():
                 yield
-        except (DBAPIError, StaleDataError) as exc:
-            raise (translate(exc) or exc) from exc
 
 
 async def _translated(awaitable: Awaitable[None]) -> None:
-    try:
+    # Serialization failures and deadlocks stay untyped so that `retrying` sees them.
+    with translating():
         await awaitable
-    except (DBAPIError, StaleDataError) as exc:
-        if is_retryable(exc):
-            raise  # let `retrying` see the original serialization failure / deadlock
-        typed = translate(exc)
-        if typed is None:
-            raise
-        raise typed from exc
 
 
 async def retrying(
