@@ -13,6 +13,7 @@ from agora.config import Settings, load_settings
 from agora.db.api import error_response, install_error_handlers
 from agora.db.engine import make_engine
 from agora.db.session import Database
+from agora.observability import install_observability
 
 
 def make_database(settings: Settings) -> Database:
@@ -28,6 +29,7 @@ def make_database(settings: Settings) -> Database:
             statement_timeout_ms=settings.statement_timeout_ms,
             idle_in_transaction_timeout_ms=settings.idle_in_transaction_timeout_ms,
             sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            connect_timeout=settings.connect_timeout,
         )
     )
 
@@ -70,14 +72,14 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if database is not None:
-            yield
-            return
-        app.state.db = make_database(settings)
+        if database is None:
+            app.state.db = make_database(settings)
         try:
-            yield
+            with observability.watching(app.state.db):  # pool and statement metrics
+                yield
         finally:
-            await app.state.db.dispose()
+            if database is None:
+                await app.state.db.dispose()
 
     app = FastAPI(
         title="Agora",
@@ -89,5 +91,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if database is not None:
         app.state.db = database
     install_error_handlers(app)
+    observability = install_observability(app, settings)  # after the error handlers
     app.include_router(health)
     return app

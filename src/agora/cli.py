@@ -140,7 +140,10 @@ def serve(
     """Run the HTTP service (uvicorn, uvloop, httptools)."""
     import uvicorn
 
+    from agora.logs import configure_logging, logging_config, uses_json
+
     settings = _settings()
+    configure_logging(settings)  # the migrations' log lines too are in the service's format
     if migrate:
         _run_alembic(settings, "upgrade", "head")
     else:
@@ -148,12 +151,15 @@ def serve(
             asyncio.run(_ping(settings))
         except Exception as exc:
             _unreachable(settings, exc)
-    console.print(
-        f"Agora on [bold]http://{host}:{port}[/] "
-        f"(database: {settings.url.get_backend_name()} "
-        f"{settings.masked_database_url()}, env: {settings.env})",
-        highlight=False,
+    banner = (
+        f"Agora on http://{host}:{port} (database: {settings.url.get_backend_name()} "
+        f"{settings.masked_database_url()}, env: {settings.env})"
     )
+    if uses_json(settings):
+        logging.getLogger("agora").info(banner)
+    else:
+        console.print(banner, highlight=False)
+    _prepare_metrics_dir()
     uvicorn.run(
         "agora.app:create_app",
         factory=True,
@@ -163,9 +169,25 @@ def serve(
         reload=reload,
         loop="uvloop",
         http="httptools",
-        log_level="info",
-        access_log=False,
+        log_config=logging_config(settings),  # applied in every worker: one format for all
+        log_level=settings.log_level.lower(),
+        access_log=False,  # the application writes its own access log, with the request id
     )
+
+
+def _prepare_metrics_dir() -> None:
+    """prometheus-client's multiprocess mode: the directory must exist and start empty,
+    or the counters of a previous run would be added to this one's."""
+    import os
+    from pathlib import Path
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
 
 
 def main() -> None:

@@ -20,6 +20,19 @@ class Environment(StrEnum):
     production = "production"
 
 
+class LogFormat(StrEnum):
+    auto = "auto"  # json in production, text elsewhere
+    text = "text"
+    json = "json"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
 class Settings(BaseSettings):
     """Every knob of the service. See `.env.example` for the documented list."""
 
@@ -49,6 +62,25 @@ class Settings(BaseSettings):
     page_default_limit: int = Field(default=20, ge=1)
     page_max_limit: int = Field(default=100, ge=1)
     page_max_offset: int = Field(default=10_000, ge=0)
+
+    # --- operations: metrics, logs, database outages (issue 7) ---
+    log_level: LogLevel = LogLevel.INFO
+    log_format: LogFormat = LogFormat.auto
+    access_log: bool = True
+    slow_statement_ms: int = Field(default=500, ge=0)
+    log_statement_parameters: bool = False
+    metrics_enabled: bool = True
+    connect_timeout: float = Field(default=5.0, gt=0, le=600)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

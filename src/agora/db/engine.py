@@ -11,7 +11,7 @@ One function, `make_engine`, builds an `AsyncEngine` for SQLite (aiosqlite) or P
   See https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
 * PostgreSQL: a queue pool of the configured size, `application_name`, and server-side
   `statement_timeout` / `idle_in_transaction_session_timeout` sent in the startup packet (no
-  extra round trip).
+  extra round trip); opening a connection gives up after `connect_timeout` seconds.
 
 `autocommit_engine(engine)` returns a view of the same pool whose connections run each
 statement on its own, with no BEGIN/ROLLBACK around it: a read-only request then costs exactly
@@ -81,6 +81,7 @@ def make_engine(
     statement_timeout_ms: int = 30_000,
     idle_in_transaction_timeout_ms: int = 60_000,
     sqlite_busy_timeout_ms: int = 5_000,
+    connect_timeout: float | None = 5.0,
     application_name: str = "agora",
     connect_args: dict[str, Any] | None = None,
     **engine_kwargs: Any,
@@ -120,6 +121,10 @@ def make_engine(
             "idle_in_transaction_session_timeout", str(idle_in_transaction_timeout_ms)
         )
     args["server_settings"] = server_settings
+    if connect_timeout is not None:
+        # asyncpg waits 60 s by default for a server that accepts but does not answer (a
+        # host gone behind a firewall): bound it so an outage gives a prompt 503, not a hang.
+        args.setdefault("timeout", connect_timeout)
     return create_async_engine(parsed, connect_args=args, **pool_kwargs, **kwargs)
 
 

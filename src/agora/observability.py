@@ -1,0 +1,223 @@
+"""Request metrics, request ids, the access log and `GET /metrics`.
+
+`install_observability(app, settings)` adds one pure-ASGI middleware and the `/metrics`
+route. Per request the middleware
+
+* takes the request id from `X-Request-ID` when it is acceptable (see `agora.logs`), else
+  generates one; puts it in a context variable (so every log line of the request carries
+  it) and in the `X-Request-ID` response header;
+* counts the request by method, route *template* (`/users/{user_id}`, never the raw path,
+  so the number of series stays bounded; unmatched requests share one label) and status,
+  and observes its latency;
+* writes one access-log line (`agora.access`).
+
+Metrics live in a registry of the application's own, so several applications can be built
+in one process. With `PROMETHEUS_MULTIPROC_DIR` set (several worker processes), every
+process writes its values to files in that directory and `/metrics` adds them up
+(prometheus-client's multiprocess mode); see the README.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agora.config import Settings
+from agora.db.monitoring import LATENCY_BUCKETS, instrument
+from agora.db.session import Database
+from agora.logs import new_request_id, request_id_var, valid_request_id
+
+access_logger = logging.getLogger("agora.access")
+
+UNMATCHED_ROUTE = "<unmatched>"
+REQUEST_ID_HEADER = b"x-request-id"
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Probes and scrapes arrive every few seconds: their access-log lines go out at DEBUG.
+_QUIET_ROUTES = frozenset({"/metrics", "/health/live", "/health/ready"})
+
+
+def multiprocess_mode() -> bool:
+    """prometheus-client chooses its value store from this variable when it is imported."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class HttpMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Time from request to the end of the response, by method and route template.",
+            ["method", "route"],
+            registry=registry,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.in_progress = Gauge(
+            "http_requests_in_progress",
+            "HTTP requests being handled.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+
+
+class Observability:
+    """The application's metric registry, HTTP metrics and database instrumentation."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.multiprocess = multiprocess_mode()
+        self.registry = CollectorRegistry(auto_describe=True)
+        if not self.multiprocess:  # these read this process only: useless summed over workers
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+        self.http = HttpMetrics(self.registry)
+
+    @contextmanager
+    def watching(self, db: Database, *, name: str = "primary") -> Iterator[None]:
+        """Instrument `db`'s engine for as long as the block runs (the app's lifespan)."""
+        instrumentation = instrument(
+            db.engine,
+            registry=self.registry,
+            name=name,
+            slow_statement_ms=self.settings.slow_statement_ms,
+            log_parameters=self.settings.log_statement_parameters,
+        )
+        try:
+            yield
+        finally:
+            instrumentation.remove()
+            if self.multiprocess:
+                # This worker's pool gauges ("livesum") must stop counting once it is gone.
+                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+    def render(self) -> bytes:
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+
+class ObservabilityMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware): one context variable, one `send` wrapper."""
+
+    def __init__(self, app: ASGIApp, *, observability: Observability) -> None:
+        self.app = app
+        self.http = observability.http
+        self.access_log = observability.settings.access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = valid_request_id(_header(scope, REQUEST_ID_HEADER)) or new_request_id()
+        token = request_id_var.set(request_id)
+        id_header = (REQUEST_ID_HEADER, request_id.encode("latin-1"))
+        status: int | None = None
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, id_header]}
+            await send(message)
+
+        started = time.perf_counter()
+        self.http.in_progress.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # No response yet: the server error handler answers 500. The request id stays
+            # set (this task's context ends with the request) so its log line carries it.
+            self._finish(scope, status or 500, started)
+            raise
+        finally:
+            self.http.in_progress.dec()
+        self._finish(scope, status or 500, started)
+        request_id_var.reset(token)
+
+    def _finish(self, scope: Scope, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
+        route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+        self.http.requests.labels(method, route, str(status)).inc()
+        self.http.duration.labels(method, route).observe(elapsed)
+        if self.access_log:
+            duration_ms = round(elapsed * 1000, 1)
+            level = logging.DEBUG if route in _QUIET_ROUTES else logging.INFO
+            access_logger.log(
+                level,
+                "%s %s %d %.1f ms",
+                method, scope["path"], status, duration_ms,
+                extra={"method": method, "path": scope["path"], "route": route,
+                       "status": status, "duration_ms": duration_ms},
+            )  # fmt: skip
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def metrics(request: Request) -> Response:
+    """Prometheus metrics of this service (all worker processes in multiprocess mode)."""
+    observability: Observability = request.app.state.observability
+    return Response(observability.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def install_observability(app: FastAPI, settings: Settings) -> Observability:
+    """Add the middleware and `GET /metrics` to `app`; the lifespan calls `watching(db)`."""
+    observability = Observability(settings)
+    app.state.observability = observability
+    app.add_middleware(ObservabilityMiddleware, observability=observability)
+    if settings.metrics_enabled:
+        # A plain `def`: in multiprocess mode rendering reads files, off the event loop.
+        app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+    _add_request_id_to_server_errors(app)
+    return observability
+
+
+def _add_request_id_to_server_errors(app: FastAPI) -> None:
+    """Starlette answers unhandled errors (500) outside every user middleware, so the
+    middleware cannot add the header there: the 500 handler adds it instead."""
+    handler: Any = app.exception_handlers.get(Exception)
+    if handler is None:
+        return
+
+    async def with_request_id(request: Request, exc: Exception) -> Response:
+        result = handler(request, exc)
+        response: Response = await result if inspect.isawaitable(result) else result
+        request_id = request_id_var.get()
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        return response
+
+    app.exception_handlers[Exception] = with_request_id
