@@ -23,6 +23,8 @@ def test_defaults_to_a_local_sqlite_file() -> None:
     assert settings.database_url == "sqlite+aiosqlite:///./agora.db"
     assert settings.is_sqlite
     assert settings.env == "development"
+    # Pre-ping would add a round trip to every request (see the one-round-trip test).
+    assert settings.pool_pre_ping is False
 
 
 @pytest.mark.parametrize(

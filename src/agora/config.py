@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     max_overflow: int = Field(default=10, ge=0, le=1000)
     pool_timeout: float = Field(default=5.0, gt=0, le=600)
     pool_recycle: int = Field(default=1800, ge=-1)
-    pool_pre_ping: bool = True
+    pool_pre_ping: bool = False  # a round trip per checkout; see README
     statement_timeout_ms: int = Field(default=30_000, ge=0)
     idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)
     sqlite_busy_timeout_ms: int = Field(default=5_000, ge=0)
