@@ -13,6 +13,8 @@ from agora.config import Settings, load_settings
 from agora.db.api import error_response, install_error_handlers
 from agora.db.engine import make_engine
 from agora.db.session import Database
+from agora.members.deps import Members
+from agora.members.router import router as members_router
 
 
 def make_database(settings: Settings) -> Database:
@@ -88,6 +90,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.settings = settings
     if database is not None:
         app.state.db = database
+    app.state.members = Members.from_settings(settings)  # password hasher, tokens, limiter
     install_error_handlers(app)
     app.include_router(health)
+    app.include_router(members_router, prefix="/api/v1")
     return app
