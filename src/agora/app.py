@@ -72,14 +72,17 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if database is not None:
-            yield
-            return
-        app.state.db = make_database(settings)
         try:
-            yield
+            if database is not None:
+                yield
+                return
+            app.state.db = make_database(settings)
+            try:
+                yield
+            finally:
+                await app.state.db.dispose()
         finally:
-            await app.state.db.dispose()
+            await app.state.members.aclose()  # Redis connections of the login limiter
 
     app = FastAPI(
         title="Agora",

@@ -13,7 +13,7 @@ from agora.config import Settings
 from agora.db.api import ReadUoW, WriteUoW
 from agora.db.uow import UnitOfWork
 from agora.members.errors import InvalidToken, NotAuthenticated
-from agora.members.ratelimit import LoginLimiter, storage_for
+from agora.members.ratelimit import LoginLimiter
 from agora.members.repository import UserRepository
 from agora.members.security import Passwords, Tokens
 from agora.models.user import User
@@ -42,12 +42,15 @@ class Members:
                 settings.secret_key.get_secret_value(),
                 ttl=timedelta(minutes=settings.access_token_expire_minutes),
             ),
-            login_limiter=LoginLimiter(
-                storage_for(redis_url),
+            login_limiter=LoginLimiter.create(
+                redis_url=redis_url,
                 per_account=settings.login_limit_per_account,
                 per_address=settings.login_limit_per_address,
             ),
         )
+
+    async def aclose(self) -> None:
+        await self.login_limiter.aclose()
 
 
 def get_members(request: Request) -> Members:

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
+import coredis
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from agora.members.errors import TooManyLoginAttempts
-
-
-def storage_for(redis_url: str | None, *, key_prefix: str = "agora") -> Storage:
-    if redis_url is None:
-        return MemoryStorage()
-    # `limits` picks its async Redis client from the "async+" scheme prefix.
-    return RedisStorage(f"async+{redis_url}", key_prefix=key_prefix)
 
 
 class LoginLimiter:
@@ -31,11 +26,33 @@ class LoginLimiter:
     a later hit, and concurrent guesses could all pass the check before any hit.
     """
 
-    def __init__(self, storage: Storage, *, per_account: str, per_address: str) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        per_account: str,
+        per_address: str,
+        redis_pool: coredis.ConnectionPool | None = None,
+    ) -> None:
         self.storage = storage
         self._strategy = MovingWindowRateLimiter(storage)
         self._per_account = parse_many(per_account)
         self._per_address = parse_many(per_address)
+        self._redis_pool = redis_pool
+
+    @classmethod
+    def create(
+        cls, *, redis_url: str | None, per_account: str, per_address: str, key_prefix: str = "agora"
+    ) -> LoginLimiter:
+        """Memory storage, or Redis at `redis_url` (no connection is made until first use)."""
+        if redis_url is None:
+            return cls(MemoryStorage(), per_account=per_account, per_address=per_address)
+        # Our own pool, so that `aclose` can close its sockets. `limits` picks its async
+        # Redis client from the "async+" scheme prefix.
+        pool = coredis.ConnectionPool.from_url(redis_url)
+        options: dict[str, Any] = {"key_prefix": key_prefix, "connection_pool": pool}
+        storage = RedisStorage(f"async+{redis_url}", **options)
+        return cls(storage, per_account=per_account, per_address=per_address, redis_pool=pool)
 
     async def hit_address(self, address: str) -> None:
         await self._hit(self._per_address, "login-address", address)
@@ -50,5 +67,17 @@ class LoginLimiter:
                 retry_after = max(1, math.ceil(stats.reset_time - time.time()))
                 raise TooManyLoginAttempts(retry_after)
 
-    async def reset(self) -> None:
-        await self.storage.reset()
+    async def clear(self, *, account: str | None = None, address: str | None = None) -> None:
+        """Forget the attempts counted for an account and/or an address (an admin unlock)."""
+        for items, kind, key in (
+            (self._per_account, "login-account", account),
+            (self._per_address, "login-address", address),
+        ):
+            if key is not None:
+                for item in items:
+                    await self._strategy.clear(item, kind, key)
+
+    async def aclose(self) -> None:
+        """Close the Redis connections, if any (memory storage holds none)."""
+        if self._redis_pool is not None:
+            self._redis_pool.disconnect()
