@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from agora.db.base import utcnow
+from agora.db.errors import Conflict
 from agora.db.uow import UnitOfWork
 from agora.members.errors import (
     AccountDisabled,
@@ -195,3 +197,48 @@ async def replace_profile(
     profile.bio, profile.avatar_url, profile.location = data.bio, data.avatar_url, data.location
     await uow.commit()
     return profile
+
+
+class SuperuserOutcome(StrEnum):
+    created = "created"
+    promoted = "promoted"
+    unchanged = "unchanged"
+
+
+async def ensure_superuser(
+    uow: UnitOfWork,
+    *,
+    email: str,
+    username: str,
+    password: Callable[[], str],
+    passwords: Passwords,
+) -> tuple[User, SuperuserOutcome]:
+    """Make sure a superuser with this email or username exists (idempotent).
+
+    An existing user is promoted (or left as is); `password()` is asked for only when a new
+    user is created, and is validated like a sign-up's. Raises `pydantic.ValidationError`
+    for invalid values and `Conflict` when the email and username belong to two users.
+    """
+    users = uow.repo(UserRepository)
+    by_email = await users.get_by_email(email)
+    by_username = await users.get_by_username(username)
+    if by_email and by_username and by_email.id != by_username.id:
+        raise Conflict(f"{email} and {username} belong to two different users")
+    existing = by_email or by_username
+    if existing is not None:
+        if existing.is_superuser:
+            return existing, SuperuserOutcome.unchanged
+        existing.is_superuser = True
+        await uow.commit()
+        return existing, SuperuserOutcome.promoted
+    data = UserCreate(email=email, username=username, password=password())
+    user = User(
+        email=data.email,
+        username=data.username,
+        hashed_password=await passwords.hash(data.password),
+        is_superuser=True,
+        profile=UserProfile(),
+    )
+    users.add(user)
+    await uow.commit()
+    return user, SuperuserOutcome.created
