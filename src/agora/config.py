@@ -87,9 +87,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _valid_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(
-            ("redis://", "rediss://")
-        ):
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://")):
             raise ValueError("must be a redis:// or rediss:// URL")
         return value
 
