@@ -208,3 +208,14 @@ async def test_malformed_login_forms_are_422(client: AsyncClient, form: dict[str
 async def test_json_login_is_422_not_500(client: AsyncClient) -> None:
     response = await client.post(TOKEN, json={"username": "alice", "password": PASSWORD})
     assert response.status_code == 422
+
+
+async def test_a_bad_token_is_401_even_where_a_token_is_optional(
+    client: AsyncClient, uow: UnitOfWork
+) -> None:
+    user = await make_user(uow)
+    headers = {"Authorization": "Bearer not.a.token"}
+    for url in (f"/api/v1/users/{user.id}", "/api/v1/users"):
+        response = await client.get(url, headers=headers)
+        assert response.status_code == 401, url
+        assert response.headers["www-authenticate"].startswith("Bearer")
