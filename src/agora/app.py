@@ -13,6 +13,8 @@ from agora.config import Settings, load_settings
 from agora.db.api import error_response, install_error_handlers
 from agora.db.engine import make_engine
 from agora.db.session import Database
+from agora.members.deps import Members
+from agora.members.router import router as members_router
 from agora.observability import install_observability
 
 
@@ -72,14 +74,17 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if database is None:
-            app.state.db = make_database(settings)
         try:
-            with observability.watching(app.state.db):  # pool and statement metrics
-                yield
-        finally:
             if database is None:
-                await app.state.db.dispose()
+                app.state.db = make_database(settings)
+            try:
+                with observability.watching(app.state.db):  # pool and statement metrics
+                    yield
+            finally:
+                if database is None:
+                    await app.state.db.dispose()
+        finally:
+            await app.state.members.aclose()  # Redis connections of the login limiter
 
     app = FastAPI(
         title="Agora",
@@ -90,7 +95,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.settings = settings
     if database is not None:
         app.state.db = database
+    app.state.members = Members.from_settings(settings)  # password hasher, tokens, limiter
     install_error_handlers(app)
     observability = install_observability(app, settings)  # after the error handlers
     app.include_router(health)
+    app.include_router(members_router, prefix="/api/v1")
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from typing import Annotated, NoReturn
 
@@ -19,6 +20,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database migrations (Alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+users_app = typer.Typer(help="Members administration.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -127,6 +130,72 @@ async def _ping(settings: Settings) -> None:
         await db.ping(timeout=settings.health_timeout)
     finally:
         await db.dispose()
+
+
+def _superuser_password() -> str:
+    from_env = os.environ.get("AGORA_SUPERUSER_PASSWORD")
+    if from_env:
+        return from_env
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+async def _ensure_superuser(settings: Settings, email: str, username: str) -> str:
+    from agora.app import make_database
+    from agora.members.deps import Members
+    from agora.members.repository import UserRepository
+    from agora.members.service import SuperuserOutcome, ensure_superuser
+
+    db = make_database(settings)
+    try:
+        async with db.uow(read_only=True) as uow:
+            users = uow.repo(UserRepository)
+            known = await users.get_by_email(email) or await users.get_by_username(username)
+        # Ask before the write transaction opens: SQLite would hold its lock while one types.
+        password = "" if known else _superuser_password()
+        async with db.uow() as uow:
+            user, outcome = await ensure_superuser(
+                uow,
+                email=email,
+                username=username,
+                password=lambda: password,
+                passwords=Members.from_settings(settings).passwords,
+            )
+    finally:
+        await db.dispose()
+    who = f"{user.username} <{user.email}>"
+    return {
+        SuperuserOutcome.created: f"Created superuser {who} (id {user.id}).",
+        SuperuserOutcome.promoted: f"Promoted {who} to superuser.",
+        SuperuserOutcome.unchanged: f"{who} is already a superuser; nothing changed.",
+    }[outcome]
+
+
+@users_app.command("create-superuser")
+def users_create_superuser(
+    email: Annotated[str, typer.Option(help="Email address")],
+    username: Annotated[str, typer.Option(help="Username (3-30 of a-z, 0-9, _)")],
+) -> None:
+    """Create a superuser, or promote an existing user; idempotent.
+
+    The password is prompted for (twice), or read from AGORA_SUPERUSER_PASSWORD; it is only
+    needed when a new user is created.
+    """
+    from pydantic import ValidationError
+
+    from agora.db.errors import AppError
+
+    settings = _settings()
+    try:
+        message = asyncio.run(_ensure_superuser(settings, email.strip(), username.strip()))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        _fail(f"invalid input: {problems}", code=2)
+    except AppError as exc:
+        _fail(str(exc.detail))
+    except (OSError, ConnectionError) as exc:
+        _unreachable(settings, exc)
+    console.print(message, highlight=False)
 
 
 @app.command()

@@ -12,6 +12,9 @@ from sqlalchemy.engine import URL, make_url
 from agora.db.engine import normalize_url
 
 DEFAULT_SECRET_KEY = "change-me-in-production"  # noqa: S105 - refused outside development
+# OWASP's Argon2id minimum (m=19 MiB, t=2, p=1), see
+# https://cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html#argon2id
+OWASP_ARGON2_MEMORY_KIB, OWASP_ARGON2_TIME_COST = 19_456, 2
 
 
 class Environment(StrEnum):
@@ -82,6 +85,16 @@ class Settings(BaseSettings):
     def _lower_format(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    access_token_expire_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    password_hash_memory_kib: int = Field(default=OWASP_ARGON2_MEMORY_KIB, ge=8, le=1_048_576)
+    password_hash_time_cost: int = Field(default=OWASP_ARGON2_TIME_COST, ge=1, le=50)
+    password_hash_parallelism: int = Field(default=1, ge=1, le=16)
+    # Rate limits in `limits` notation ("10/15 minutes", "5/minute;50/hour").
+    login_limit_per_account: str = "10/15 minutes"
+    login_limit_per_address: str = "100/15 minutes"
+    # Shared storage for rate limits (redis:// or rediss://); in-process memory when unset.
+    redis_url: SecretStr | None = None
+
     @field_validator("database_url")
     @classmethod
     def _normalize_database_url(cls, value: str) -> str:
@@ -89,6 +102,26 @@ class Settings(BaseSettings):
             return normalize_url(value).render_as_string(hide_password=False)
         except ValueError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("login_limit_per_account", "login_limit_per_address")
+    @classmethod
+    def _valid_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit; write e.g. '10/15 minutes' or '5/minute;50/hour'"
+            ) from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -99,6 +132,15 @@ class Settings(BaseSettings):
                     "AGORA_SECRET_KEY must be set to a random value of at least 32 characters "
                     "in production (e.g. the output of "
                     "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+                )
+            if (
+                self.password_hash_memory_kib < OWASP_ARGON2_MEMORY_KIB
+                or self.password_hash_time_cost < OWASP_ARGON2_TIME_COST
+            ):
+                raise ValueError(
+                    "AGORA_PASSWORD_HASH_MEMORY_KIB / AGORA_PASSWORD_HASH_TIME_COST must not be "
+                    f"below OWASP's minimum ({OWASP_ARGON2_MEMORY_KIB} KiB, "
+                    f"{OWASP_ARGON2_TIME_COST} passes) in production"
                 )
         if self.page_default_limit > self.page_max_limit:
             raise ValueError("AGORA_PAGE_DEFAULT_LIMIT must not exceed AGORA_PAGE_MAX_LIMIT")

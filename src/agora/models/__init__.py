@@ -1,5 +1,10 @@
 """Every ORM model of Agora, imported here so `Base.metadata` is complete for Alembic."""
 
 from agora.db.base import Base
+from agora.db.errors import register_metadata
+from agora.models.user import User, UserProfile, UserStatus
 
-__all__ = ["Base"]
+# SQLite reports a unique violation by column; this lets agora.db.errors find its name.
+register_metadata(Base.metadata)
+
+__all__ = ["Base", "User", "UserProfile", "UserStatus"]

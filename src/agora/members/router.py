@@ -1,0 +1,157 @@
+"""Members' HTTP API: sign-up, login, users and profiles (mounted under /api/v1)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from agora.db.api import ReadUoW, WriteUoW
+from agora.db.errors import Invalid
+from agora.members import service
+from agora.members.deps import (
+    CurrentUser,
+    CurrentUserForWrite,
+    MembersDep,
+    OptionalUser,
+    client_address,
+)
+from agora.members.listing import OffsetPage
+from agora.members.repository import UserOrder
+from agora.members.schemas import (
+    ProfileRead,
+    ProfileUpdate,
+    TokenResponse,
+    UserCreate,
+    UserPrivate,
+    UserPublic,
+    UserUpdate,
+)
+from agora.members.security import MAX_USER_ID, PASSWORD_MAX
+from agora.models.user import EMAIL_MAX, User, UserStatus
+
+router = APIRouter()
+
+UserId = Annotated[int, Path(ge=1, le=MAX_USER_ID, description="A user's id")]
+UserView = UserPrivate | UserPublic
+
+
+def _view(user: User, viewer: User | None) -> UserView:
+    if service.can_manage(viewer, user.id):
+        return UserPrivate.model_validate(user)
+    return UserPublic.model_validate(user)
+
+
+@router.post("/auth/token", tags=["auth"], response_model=TokenResponse)
+async def issue_token(
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    uow: WriteUoW,
+    members: MembersDep,
+) -> TokenResponse:
+    """Log in with a username or email and a password (OAuth2 password form)."""
+    for field, value, limit in (
+        ("username", form.username, EMAIL_MAX),
+        ("password", form.password, PASSWORD_MAX),
+    ):
+        if len(value) > limit or "\x00" in value:
+            raise Invalid(f"{field}: at most {limit} characters, no NUL characters")
+    token = await service.log_in(
+        uow,
+        login=form.username,
+        password=form.password,
+        address=client_address(request),
+        passwords=members.passwords,
+        tokens=members.tokens,
+        limiter=members.login_limiter,
+    )
+    return TokenResponse(access_token=token.token, expires_in=token.expires_in)
+
+
+users = APIRouter(prefix="/users", tags=["users"])
+
+
+@users.post("", status_code=status.HTTP_201_CREATED, response_model=UserPrivate)
+async def sign_up(data: UserCreate, uow: WriteUoW, members: MembersDep) -> UserPrivate:
+    """Create an account (409 `EmailTaken` / `UsernameTaken`)."""
+    user = await service.register_user(uow, data=data, passwords=members.passwords)
+    return UserPrivate.model_validate(user)
+
+
+@users.get("", response_model=OffsetPage[UserView])
+async def list_users(
+    uow: ReadUoW,
+    viewer: OptionalUser,
+    q: Annotated[str | None, Query(max_length=100, description="In username or full name")] = None,
+    status: Annotated[UserStatus | None, Query(description="Superusers only")] = None,
+    order_by: UserOrder = UserOrder.created_at,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+) -> OffsetPage[UserView]:
+    """List users, newest last by default; private views for superusers."""
+    if q is not None and "\x00" in q:
+        raise Invalid("q: no NUL characters")
+    page = await service.list_users(
+        uow, viewer=viewer, q=q, status=status, order_by=order_by, offset=offset, limit=limit
+    )
+    items = [_view(u, viewer if viewer and viewer.is_superuser else None) for u in page.items]
+    return OffsetPage[UserView](
+        items=items,
+        total=page.total,
+        offset=offset,
+        limit=limit,
+        has_more=offset + len(items) < page.total,
+    )
+
+
+@users.get("/me", response_model=UserPrivate)
+async def read_me(user: CurrentUser) -> UserPrivate:
+    """The authenticated user, private view."""
+    return UserPrivate.model_validate(user)
+
+
+@users.get("/{user_id}", response_model=UserView)
+async def read_user(user_id: UserId, uow: ReadUoW, viewer: OptionalUser) -> UserView:
+    """A user: private view for self and superusers, public view otherwise."""
+    return _view(await service.get_user(uow, user_id=user_id), viewer)
+
+
+@users.patch("/{user_id}", response_model=UserPrivate)
+async def update_user(
+    user_id: UserId,
+    data: UserUpdate,
+    uow: WriteUoW,
+    actor: CurrentUserForWrite,
+    members: MembersDep,
+) -> UserPrivate:
+    """Change some fields (self or superuser; status, is_superuser, credits: superuser)."""
+    user = await service.update_user(
+        uow, actor=actor, user_id=user_id, data=data, passwords=members.passwords
+    )
+    return UserPrivate.model_validate(user)
+
+
+@users.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_user(user_id: UserId, uow: WriteUoW, actor: CurrentUserForWrite) -> Response:
+    """Delete an account (soft; self or superuser). Its tokens stop working."""
+    await service.delete_user(uow, actor=actor, user_id=user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@users.get("/{user_id}/profile", response_model=ProfileRead)
+async def read_profile(user_id: UserId, uow: ReadUoW) -> ProfileRead:
+    """A user's profile."""
+    return ProfileRead.model_validate(await service.get_profile(uow, user_id=user_id))
+
+
+@users.put("/{user_id}/profile", response_model=ProfileRead)
+async def replace_profile(
+    user_id: UserId, data: ProfileUpdate, uow: WriteUoW, actor: CurrentUserForWrite
+) -> ProfileRead:
+    """Replace a user's profile (self or superuser); fields left out are cleared."""
+    profile = await service.replace_profile(uow, actor=actor, user_id=user_id, data=data)
+    return ProfileRead.model_validate(profile)
+
+
+router.include_router(users)
