@@ -12,6 +12,8 @@ from agora import __version__
 from agora.config import Settings, load_settings
 from agora.db.api import error_response, install_error_handlers
 from agora.db.engine import make_engine
+from agora.db.filters import enable_sqlite_search
+from agora.db.pagination import PaginationConfig
 from agora.db.session import Database
 
 
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             yield
             return
         app.state.db = make_database(settings)
+        enable_sqlite_search(app.state.db.engine)  # before its first connection
         try:
             yield
         finally:
@@ -86,6 +89,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.pagination = PaginationConfig(
+        secret=settings.secret_key.get_secret_value(),
+        default_limit=settings.page_default_limit,
+        max_limit=settings.page_max_limit,
+        max_offset=settings.page_max_offset,
+    )
     if database is not None:
         app.state.db = database
     install_error_handlers(app)
