@@ -405,7 +405,7 @@ async def check_walk(walk: Walk, seen: list[int], order: list[ColumnElement[Any]
 
 
 @settings(
-    max_examples=20,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

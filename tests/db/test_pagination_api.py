@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -192,3 +196,16 @@ def test_create_app_configures_pagination_from_settings() -> None:
         9,
         11,
     )
+
+
+def test_documented_example_runs(repo_root: Path, tmp_path: Path) -> None:
+    """The script in docs/data-layer.md "Pagination and filters" runs and its asserts hold."""
+    text = (repo_root / "docs" / "data-layer.md").read_text()
+    section = text.split("## Pagination and filters", 1)[1].split("\n## ", 1)[0]
+    script = re.findall(r"```python\n(.*?)```", section, re.S)[-1]
+    path = tmp_path / "example.py"
+    path.write_text(script)
+    done = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
