@@ -16,12 +16,11 @@ from sqlalchemy import ColumnElement, delete, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, QueryableAttribute, with_loader_criteria
 
+from agora.db.cursors import CursorCodec, Position
 from agora.db.errors import InvalidCursor, InvalidPagination
 from agora.db.pagination import (
-    CursorCodec,
     CursorPage,
     PaginationConfig,
-    Position,
     paginate,
     paginate_keyset,
 )

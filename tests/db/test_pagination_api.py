@@ -18,15 +18,14 @@ from sqlalchemy import select
 from agora.app import create_app
 from agora.config import Settings
 from agora.db.api import ReadUoW, install_error_handlers
+from agora.db.cursors import CursorCodec, Position
 from agora.db.filters import contains, given
 from agora.db.pagination import (
-    CursorCodec,
     CursorPage,
     CursorQuery,
     Page,
     PageQuery,
     PaginationConfig,
-    Position,
     paginate,
     paginate_keyset,
 )

@@ -18,7 +18,7 @@ The ordering may mix directions; the entity's primary key is appended as the tie
 the order is total. Nullable sort columns are ordered NULLS LAST (or as asked with
 `.nulls_first()`) on both databases and handled in the keyset predicate. Cursors are signed
 with the application secret and carry a fingerprint of the ordering: a tampered, truncated or
-foreign cursor is an `InvalidCursor` (400), never a 500.
+foreign cursor is an `InvalidCursor` (400), never a 500 (see `agora.db.cursors`).
 
 Both functions run the statement through the ORM session, so `do_orm_execute` hooks (soft
 delete criteria) apply to the rows and to the count.
@@ -29,14 +29,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Annotated, Any, Generic, TypeVar, cast
-from uuid import UUID
 
 from fastapi import Depends, Query, Request
-from itsdangerous import BadData, URLSafeSerializer
 from pydantic import BaseModel
 from sqlalchemy import Select, and_, false, func, inspect, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,7 +40,8 @@ from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 
-from agora.db.errors import InvalidCursor, InvalidPagination
+from agora.db.cursors import CURSOR_SALT, CursorCodec, Position
+from agora.db.errors import InvalidPagination
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -52,8 +49,6 @@ M = TypeVar("M")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MAX_OFFSET = 10_000
-MAX_CURSOR_LENGTH = 2048  # a cursor holds a few sort values; anything longer is not ours
-CURSOR_SALT = "agora.db.pagination.cursor"
 
 OrderBy = ColumnElement[Any] | QueryableAttribute[Any]
 
@@ -319,101 +314,6 @@ class _Cursors:
         if first is None and at is not None and not at.backwards:
             return self.codec.encode(Position(at.values, True, inclusive=True), self.fingerprint)
         return None
-
-
-# --- cursors --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where a cursor points: a row's sort values, the direction, and whether that row counts."""
-
-    values: tuple[Any, ...]
-    backwards: bool
-    inclusive: bool = False
-
-
-class CursorCodec:
-    """Turns a `Position` into an opaque, URL-safe, signed string and back.
-
-    The payload is JSON signed with HMAC (itsdangerous) under a salt of its own, so a token
-    signed for something else with the same secret is not accepted as a cursor.
-    """
-
-    def __init__(self, secret: str, *, salt: str = CURSOR_SALT) -> None:
-        self._serializer = URLSafeSerializer(secret, salt=salt)
-
-    def encode(self, position: Position, fingerprint: str) -> str:
-        values = [_encode_value(v) for v in position.values]
-        payload = {"f": fingerprint, "b": position.backwards, "i": position.inclusive, "k": values}
-        return self._serializer.dumps(payload)
-
-    def decode(self, token: str, fingerprint: str, width: int) -> Position:
-        if len(token) > MAX_CURSOR_LENGTH:
-            raise InvalidCursor("The cursor is too long")
-        try:
-            payload = self._serializer.loads(token)
-        except (BadData, ValueError, UnicodeError) as exc:
-            raise InvalidCursor() from exc
-        if not isinstance(payload, dict) or payload.get("f") != fingerprint:
-            # Signed by us, but for another listing or ordering.
-            raise InvalidCursor("The cursor belongs to another listing or ordering")
-        values, backwards, inclusive = payload.get("k"), payload.get("b"), payload.get("i")
-        if not (isinstance(values, list) and len(values) == width):
-            raise InvalidCursor()
-        if not (isinstance(backwards, bool) and isinstance(inclusive, bool)):
-            raise InvalidCursor()
-        return Position(tuple(_decode_value(v) for v in values), backwards, inclusive)
-
-
-# Tagged values, so that types JSON lacks (datetimes, Decimals, ...) come back exactly.
-def _encode_value(value: Any) -> list[Any]:
-    if value is None:
-        return ["n"]
-    # bool before int (bool is an int); int(), str() drop subclasses such as enums.
-    if isinstance(value, bool):
-        return ["b", value]
-    if isinstance(value, int):
-        return ["i", int(value)]
-    if isinstance(value, float):
-        return ["f", float(value)]
-    if isinstance(value, str):
-        return ["s", str(value)]
-    if isinstance(value, datetime):
-        return ["dt", value.isoformat()]
-    if isinstance(value, date):
-        return ["d", value.isoformat()]
-    if isinstance(value, Decimal):
-        return ["dec", str(value)]
-    if isinstance(value, UUID):
-        return ["u", str(value)]
-    raise TypeError(f"cannot put a {type(value).__name__} sort value in a cursor")
-
-
-_DECODERS: dict[str, tuple[type, Any]] = {
-    "b": (bool, bool),
-    "i": (int, int),
-    "f": (float, float),
-    "s": (str, str),
-    "dt": (str, datetime.fromisoformat),
-    "d": (str, date.fromisoformat),
-    "dec": (str, Decimal),
-    "u": (str, UUID),
-}
-
-
-def _decode_value(item: Any) -> Any:
-    if item == ["n"]:
-        return None
-    if not (isinstance(item, list) and len(item) == 2 and item[0] in _DECODERS):
-        raise InvalidCursor()
-    expected, parse = _DECODERS[item[0]]
-    if type(item[1]) is not expected and not (expected is float and type(item[1]) is int):
-        raise InvalidCursor()
-    try:
-        return parse(item[1])
-    except (ValueError, InvalidOperation) as exc:
-        raise InvalidCursor() from exc
 
 
 def _selects_entity(stmt: Select[Any]) -> bool:
