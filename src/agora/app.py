@@ -12,6 +12,7 @@ from agora import __version__
 from agora.config import Settings, load_settings
 from agora.db.api import error_response, install_error_handlers
 from agora.db.engine import make_engine
+from agora.db.pagination import PaginationConfig
 from agora.db.session import Database
 from agora.members.deps import Members
 from agora.members.router import router as members_router
@@ -93,6 +94,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.pagination = PaginationConfig(
+        secret=settings.secret_key.get_secret_value(),
+        default_limit=settings.page_default_limit,
+        max_limit=settings.page_max_limit,
+        max_offset=settings.page_max_offset,
+    )
     if database is not None:
         app.state.db = database
     app.state.members = Members.from_settings(settings)  # password hasher, tokens, limiter

@@ -355,3 +355,28 @@ def _fields_from_detail(detail: str | None) -> tuple[str, ...]:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "A value cannot be stored"
+
+
+# --- pagination and filters -----------------------------------------------------------------
+
+
+class InvalidPagination(Invalid):
+    """`limit` or `offset` outside the configured bounds."""
+
+    default_detail = "limit or offset is out of range"
+
+
+class InvalidCursor(BadRequest):
+    """A cursor that was tampered with, truncated, or issued for another listing/ordering."""
+
+    default_detail = "The cursor is invalid or belongs to another listing; start again without it"
+
+
+class InvalidFilter(Invalid):
+    """A filter value that cannot be applied (an empty range, a naive datetime, ...)."""
+
+    default_detail = "A filter value is invalid"
+
+
+class SearchTooLong(InvalidFilter):
+    default_detail = "The search text is too long"
