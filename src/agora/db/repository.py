@@ -28,6 +28,15 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from agora.db.base import SoftDeleteMixin, utcnow
 from agora.db.errors import NotFound, translating
+from agora.db.pagination import (
+    CursorPage,
+    CursorParams,
+    Page,
+    PageParams,
+    paginate,
+    paginate_keyset,
+)
+from agora.db.pagination import OrderBy as KeysetOrder
 from agora.db.softdelete import INCLUDE_DELETED, install_soft_delete
 from agora.db.upsert import UpsertInsert, upsert_statement
 
@@ -123,6 +132,30 @@ class Repository(Generic[M]):
             where=where, order_by=order_by, load=load, limit=limit, include_deleted=include_deleted
         )
         return await self.all(stmt)
+
+    async def page(
+        self,
+        params: PageParams,
+        *,
+        where: Where = (),
+        order_by: OrderBy = (),
+        load: Iterable[Load] = (),
+    ) -> Page[M]:
+        """An offset page (`items`, `total`, ...) of the rows matching `where`."""
+        stmt = self.select_stmt(where=where, order_by=order_by, load=load)
+        return await paginate(self.session, stmt, params)
+
+    async def cursor_page(
+        self,
+        params: CursorParams,
+        *,
+        order_by: Sequence[KeysetOrder],
+        where: Where = (),
+        load: Iterable[Load] = (),
+    ) -> CursorPage[M]:
+        """A keyset page in `order_by` order, the primary key breaking ties; no count(*)."""
+        stmt = self.select_stmt(where=where, load=load)
+        return await paginate_keyset(self.session, stmt, params, order_by=order_by)
 
     async def count(self, *, where: Where = (), include_deleted: bool = False) -> int:
         stmt = select(func.count()).select_from(self.model).where(*where)
