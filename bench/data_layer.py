@@ -157,13 +157,22 @@ async def bulk_scenario(
         await conn.run_sync(BenchBase.metadata.drop_all)
         await conn.run_sync(BenchBase.metadata.create_all)
     data = _rows(rows)
-    results: dict[str, list[float]] = {"add_many": [], baseline_name: []}
+    results: dict[str, list[float]] = {
+        "add_many": [],
+        "add_many(returning=False)": [],
+        baseline_name: [],
+    }
     for _ in range(3):  # interleaved: A B A B A B
         t0 = time.perf_counter()
         async with db.uow() as uow:
             await uow.repo(ItemRepository).add_many(data)
             await uow.commit()
         results["add_many"].append(rows / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        async with db.uow() as uow:
+            await uow.repo(ItemRepository).add_many(data, returning=False)
+            await uow.commit()
+        results["add_many(returning=False)"].append(rows / (time.perf_counter() - t0))
         t0 = time.perf_counter()
         await baseline(data)
         results[baseline_name].append(rows / (time.perf_counter() - t0))

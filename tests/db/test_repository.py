@@ -231,6 +231,25 @@ async def test_add_many_is_batched_and_returns_rows_in_order(tk_uow: UnitOfWork,
     assert await repo.count() == n
 
 
+async def test_add_many_without_returning_is_batched_and_applies_defaults(
+    tk_uow: UnitOfWork,
+) -> None:
+    (ada,) = await _authors(tk_uow, "Ada")
+    rows = [{"title": f"t{i}", "author_id": ada.id} for i in range(2500)]
+    repo = tk_uow.repo(ArticleRepository)
+    async with count_queries(tk_uow.session.bind) as q:
+        assert await repo.add_many(rows, returning=False) is None
+    assert q.count <= 3 + 2, q.statements
+    stored = (
+        await tk_uow.session.execute(
+            select(Article.title, Article.version, Article.created_at).order_by(Article.id)
+        )
+    ).all()
+    assert [r.title for r in stored] == [r["title"] for r in rows]
+    assert {r.version for r in stored} == {1}
+    assert all(r.created_at.tzinfo is UTC for r in stored)
+
+
 async def test_add_many_applies_python_defaults(tk_uow: UnitOfWork) -> None:
     (ada,) = await _authors(tk_uow, "Ada")
     made = await tk_uow.repo(ArticleRepository).add_many(
