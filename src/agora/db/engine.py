@@ -9,6 +9,8 @@ One function, `make_engine`, builds an `AsyncEngine` for SQLite (aiosqlite) or P
   read, then fail at once with "database is locked" when they upgrade to a write lock, while
   `BEGIN IMMEDIATE` takes the write lock up front and waits on the busy timeout instead.
   See https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
+  Every connection also gets the Unicode-aware `lower()` that `agora.db.filters.contains`
+  needs (`enable_sqlite_search`).
 * PostgreSQL: a queue pool of the configured size, `application_name`, and server-side
   `statement_timeout` / `idle_in_transaction_session_timeout` sent in the startup packet (no
   extra round trip); opening a connection gives up after `connect_timeout` seconds.
@@ -26,6 +28,8 @@ from sqlalchemy import event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+
+from agora.db.filters import enable_sqlite_search
 
 # Execution option read by the SQLite "begin" hook: when set, no BEGIN is emitted.
 _SQLITE_AUTOCOMMIT = "agora_autocommit"
@@ -110,6 +114,7 @@ def make_engine(
         _install_sqlite_hooks(
             engine, busy_timeout_ms=sqlite_busy_timeout_ms, wal=not is_memory_sqlite(parsed)
         )
+        enable_sqlite_search(engine)  # Unicode-aware lower() for `filters.contains`
         return engine
 
     server_settings = dict(args.pop("server_settings", {}))

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from agora.config import Settings
 from agora.db.api import ReadUoW, WriteUoW
+from agora.db.errors import InvalidPagination
+from agora.db.pagination import (
+    CursorParams,
+    PageParams,
+    PaginationConfig,
+    get_pagination_config,
+)
 from agora.db.uow import UnitOfWork
 from agora.members.errors import InvalidToken, NotAuthenticated
 from agora.members.ratelimit import LoginLimiter
@@ -107,3 +115,45 @@ OptionalUser = Annotated[User | None, Depends(_optional_user)]
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+class Paging(StrEnum):
+    offset = "offset"
+    cursor = "cursor"
+
+
+def _paging(
+    config: Annotated[PaginationConfig, Depends(get_pagination_config)],
+    limit: Annotated[
+        int | None, Query(description="Rows per page (default and maximum: settings)")
+    ] = None,
+    offset: Annotated[
+        int | None, Query(description="Offset paging: rows to skip (bounded)")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(description="Cursor paging: a `next_cursor` or `prev_cursor`")
+    ] = None,
+    paging: Annotated[
+        Paging | None,
+        Query(description="`cursor` starts cursor paging; implied by `cursor`, default `offset`"),
+    ] = None,
+) -> PageParams | CursorParams:
+    """`?limit&offset` (offset pages) or `?limit&cursor` / `?paging=cursor` (keyset pages).
+
+    The bounds come from `app.state.pagination` (settings `AGORA_PAGE_*`); a request that mixes
+    the two kinds is refused rather than guessed at.
+    """
+    if offset is not None and (cursor is not None or paging is Paging.cursor):
+        raise InvalidPagination(
+            "offset and cursor paging do not mix: send `offset` for offset pages, or `cursor` "
+            "(`paging=cursor` for the first page) for cursor pages"
+        )
+    if cursor is not None and paging is Paging.offset:
+        raise InvalidPagination("a cursor cannot be used with paging=offset")
+    if cursor is not None or paging is Paging.cursor:
+        return config.cursor_params(limit=limit, cursor=cursor)
+    return config.page_params(limit=limit, offset=offset)
+
+
+ListPaging = Annotated[PageParams | CursorParams, Depends(_paging)]
+"""Checked pagination parameters of a listing: offset (`PageParams`) or keyset (`CursorParams`)."""

@@ -1,20 +1,25 @@
-"""SQL for users and profiles. Returns None when a row is missing; never commits.
+"""SQL for users, on top of `agora.db.repository.Repository`. Never commits.
 
-Soft-deleted users are filtered out explicitly here (`User.deleted_at IS NULL`) until the
-shared `agora.db` Repository, which does it for every read, replaces this class.
+Soft-deleted users are hidden from every read by the global soft-delete hook
+(`agora.db.softdelete`); the few queries that must see them say `include_deleted=True`.
 """
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Iterable
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Select, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Select, or_, update
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
-from agora.members.listing import contains_ci
-from agora.models.user import User, UserProfile, UserStatus
+from agora.db.filters import contains, eq, given
+from agora.db.pagination import CursorPage, CursorParams, Page, PageParams
+from agora.db.repository import Load, OrderBy, Repository, Where
+from agora.members.errors import UserNotFound
+from agora.models.user import User, UserStatus
 
 
 class UserOrder(StrEnum):
@@ -25,75 +30,80 @@ class UserOrder(StrEnum):
     id = "id"
     id_desc = "-id"
 
+    def clauses(self) -> builtins.list[ColumnElement[Any]]:
+        """The ORDER BY of this ordering, the id breaking ties in the same direction.
 
-_ORDER_COLUMNS = {"created_at": User.created_at, "username": User.username, "id": User.id}
+        The same clauses drive offset and cursor pages, so both list users in one order.
+        """
+        column = _ORDER_COLUMNS[self.value.lstrip("-")]
+        if self.value.startswith("-"):
+            return [column.desc()] if column is User.id else [column.desc(), User.id.desc()]
+        return [column.asc()] if column is User.id else [column.asc(), User.id.asc()]
 
 
-class UserRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+_ORDER_COLUMNS: dict[str, QueryableAttribute[Any]] = {
+    "created_at": User.created_at,
+    "username": User.username,
+    "id": User.id,
+}
 
-    def _live(self) -> Select[User]:
-        return select(User).where(User.deleted_at.is_(None)).options(selectinload(User.profile))
 
-    async def _one(self, *where: ColumnElement[bool]) -> User | None:
-        result = await self.session.scalars(self._live().where(*where))
-        return result.one_or_none()
+def user_filters(*, q: str | None, status: UserStatus | None) -> builtins.list[ColumnElement[bool]]:
+    """`q` in the username or full name (case-insensitive, wildcards literal), and `status`."""
+    search = given(contains(User.username, q), contains(User.full_name, q))
+    return given(or_(*search) if search else None, eq(User.status, status))
 
-    async def get(self, user_id: int) -> User | None:
-        return await self._one(User.id == user_id)
+
+class UserRepository(Repository[User]):
+    model = User
+    not_found = UserNotFound
+
+    def select_stmt(
+        self,
+        *,
+        where: Where = (),
+        order_by: OrderBy = (),
+        load: Iterable[Load] = (),
+        limit: int | None = None,
+        include_deleted: bool = False,
+    ) -> Select[User]:
+        """Users always come with their profile: every view of a user shows it."""
+        return super().select_stmt(
+            where=where,
+            order_by=order_by,
+            load=(User.profile, *load),
+            limit=limit,
+            include_deleted=include_deleted,
+        )
 
     async def get_by_email(self, email: str) -> User | None:
-        return await self._one(User.email == email.lower())
+        return await self.one_or_none(self.select_stmt(where=[User.email == email.lower()]))
 
     async def get_by_username(self, username: str) -> User | None:
-        return await self._one(User.username == username.lower())
+        return await self.one_or_none(self.select_stmt(where=[User.username == username.lower()]))
 
     async def get_by_login(self, login: str) -> User | None:
         """The user whose email or username is `login` (emails contain "@", usernames cannot)."""
         return await (self.get_by_email(login) if "@" in login else self.get_by_username(login))
 
+    # Deleted users included: their email and username stay taken (unique constraints).
     async def exists_email(self, email: str) -> bool:
-        return await self._exists(User.email == email.lower())
+        return await self.exists(where=[User.email == email.lower()], include_deleted=True)
 
     async def exists_username(self, username: str) -> bool:
-        return await self._exists(User.username == username.lower())
+        return await self.exists(where=[User.username == username.lower()], include_deleted=True)
 
-    async def _exists(self, where: ColumnElement[bool]) -> bool:
-        # Deleted users included: their email and username stay taken (unique constraint).
-        found = await self.session.scalar(select(User.id).where(where).limit(1))
-        return found is not None
+    async def page_users(
+        self, params: PageParams, *, where: Where = (), order: UserOrder = UserOrder.created_at
+    ) -> Page[User]:
+        """An offset page, with the total."""
+        return await self.page(params, where=where, order_by=order.clauses())
 
-    def list_users(
-        self,
-        *,
-        q: str | None = None,
-        status: UserStatus | None = None,
-        order_by: UserOrder = UserOrder.created_at,
-    ) -> Select[User]:
-        """A statement for live users matching `q` (username or full name) and `status`.
-
-        Always ordered, with the id as tie-breaker so pages never overlap or skip.
-        """
-        stmt = self._live()
-        if q:
-            stmt = stmt.where(contains_ci(User.username, q) | contains_ci(User.full_name, q))
-        if status is not None:
-            stmt = stmt.where(User.status == status)
-        descending = order_by.value.startswith("-")
-        column = _ORDER_COLUMNS[order_by.value.lstrip("-")]
-        if descending:
-            return stmt.order_by(column.desc(), User.id.desc())
-        return stmt.order_by(column.asc(), User.id.asc())
-
-    def add(self, user: User) -> None:
-        self.session.add(user)
-
-    async def get_profile(self, user_id: int) -> UserProfile | None:
-        result = await self.session.scalars(
-            select(UserProfile).where(UserProfile.user_id == user_id)
-        )
-        return result.one_or_none()
+    async def cursor_page_users(
+        self, params: CursorParams, *, where: Where = (), order: UserOrder = UserOrder.created_at
+    ) -> CursorPage[User]:
+        """A keyset page; its cursors only work with the same `order`."""
+        return await self.cursor_page(params, where=where, order_by=order.clauses())
 
     async def replace_password_hash(self, user_id: int, *, old: str, new: str) -> None:
         """Store a rehashed password, unless the password changed since `old` was read."""

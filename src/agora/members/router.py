@@ -9,15 +9,17 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from agora.db.api import ReadUoW, WriteUoW
 from agora.db.errors import Invalid
+from agora.db.filters import MAX_SEARCH_LENGTH
+from agora.db.pagination import CursorPage, Page
 from agora.members import service
 from agora.members.deps import (
     CurrentUser,
     CurrentUserForWrite,
+    ListPaging,
     MembersDep,
     OptionalUser,
     client_address,
 )
-from agora.members.listing import OffsetPage
 from agora.members.repository import UserOrder
 from agora.members.schemas import (
     ProfileRead,
@@ -79,29 +81,40 @@ async def sign_up(data: UserCreate, uow: WriteUoW, members: MembersDep) -> UserP
     return UserPrivate.model_validate(user)
 
 
-@users.get("", response_model=OffsetPage[UserView])
+@users.get("", response_model=Page[UserView] | CursorPage[UserView])
 async def list_users(
     uow: ReadUoW,
     viewer: OptionalUser,
-    q: Annotated[str | None, Query(max_length=100, description="In username or full name")] = None,
+    paging: ListPaging,
+    q: Annotated[
+        str | None, Query(max_length=MAX_SEARCH_LENGTH, description="In username or full name")
+    ] = None,
     status: Annotated[UserStatus | None, Query(description="Superusers only")] = None,
-    order_by: UserOrder = UserOrder.created_at,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
-) -> OffsetPage[UserView]:
-    """List users, newest last by default; private views for superusers."""
+    order_by: Annotated[
+        UserOrder, Query(description="`-` for descending; a cursor only works with its own")
+    ] = UserOrder.created_at,
+) -> Page[UserView] | CursorPage[UserView]:
+    """List users, oldest first by default, by offset or by cursor; private views for superusers."""
     if q is not None and "\x00" in q:
         raise Invalid("q: no NUL characters")
     page = await service.list_users(
-        uow, viewer=viewer, q=q, status=status, order_by=order_by, offset=offset, limit=limit
+        uow, viewer=viewer, q=q, status=status, order_by=order_by, paging=paging
     )
-    items = [_view(u, viewer if viewer and viewer.is_superuser else None) for u in page.items]
-    return OffsetPage[UserView](
+    shown_to = viewer if viewer and viewer.is_superuser else None
+    items = [_view(user, shown_to) for user in page.items]
+    if isinstance(page, CursorPage):
+        return CursorPage[UserView](
+            items=items,
+            next_cursor=page.next_cursor,
+            prev_cursor=page.prev_cursor,
+            limit=page.limit,
+        )
+    return Page[UserView](
         items=items,
         total=page.total,
-        offset=offset,
-        limit=limit,
-        has_more=offset + len(items) < page.total,
+        offset=page.offset,
+        limit=page.limit,
+        has_more=page.has_more,
     )
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from enum import StrEnum
 
-from agora.db.base import utcnow
 from agora.db.errors import Conflict
+from agora.db.pagination import CursorPage, CursorParams, Page, PageParams
 from agora.db.uow import UnitOfWork
 from agora.members.errors import (
     AccountDisabled,
@@ -18,12 +17,10 @@ from agora.members.errors import (
     PrivilegedField,
     ProfileNotFound,
     UsernameTaken,
-    UserNotFound,
     WrongPassword,
 )
-from agora.members.listing import fetch_page
 from agora.members.ratelimit import LoginLimiter
-from agora.members.repository import UserOrder, UserRepository
+from agora.members.repository import UserOrder, UserRepository, user_filters
 from agora.members.schemas import PRIVILEGED_FIELDS, ProfileUpdate, UserCreate, UserUpdate
 from agora.members.security import AccessToken, Passwords, Tokens
 from agora.models.user import User, UserProfile, UserStatus
@@ -51,7 +48,7 @@ async def register_user(uow: UnitOfWork, *, data: UserCreate, passwords: Passwor
         hashed_password=hashed,
         profile=UserProfile(),
     )
-    users.add(user)
+    await users.add(user)
     await uow.commit()
     return user
 
@@ -93,16 +90,7 @@ async def log_in(
 
 
 async def get_user(uow: UnitOfWork, *, user_id: int) -> User:
-    user = await uow.repo(UserRepository).get(user_id)
-    if user is None:
-        raise UserNotFound()
-    return user
-
-
-@dataclass(frozen=True)
-class UserListing:
-    items: Sequence[User]
-    total: int
+    return await uow.repo(UserRepository).get_one(user_id)  # UserNotFound when absent
 
 
 async def list_users(
@@ -112,15 +100,17 @@ async def list_users(
     q: str | None,
     status: UserStatus | None,
     order_by: UserOrder,
-    offset: int,
-    limit: int,
-) -> UserListing:
+    paging: PageParams | CursorParams,
+) -> Page[User] | CursorPage[User]:
+    """An offset page (with a total) or a keyset page (with cursors), as `paging` asks."""
     # Public views do not show a status, so filtering by it is a superuser's tool.
     if status is not None and not (viewer is not None and viewer.is_superuser):
         raise PrivilegedField("Only a superuser may filter users by status")
-    stmt = uow.repo(UserRepository).list_users(q=q, status=status, order_by=order_by)
-    items, total = await fetch_page(uow.session, stmt, offset=offset, limit=limit)
-    return UserListing(items=items, total=total)
+    users = uow.repo(UserRepository)
+    where = user_filters(q=q, status=status)
+    if isinstance(paging, CursorParams):
+        return await users.cursor_page_users(paging, where=where, order=order_by)
+    return await users.page_users(paging, where=where, order=order_by)
 
 
 async def update_user(
@@ -174,7 +164,7 @@ async def delete_user(uow: UnitOfWork, *, actor: User, user_id: int) -> None:
     if not can_manage(actor, user_id):
         raise NotAllowed()
     user = await get_user(uow, user_id=user_id)
-    user.deleted_at = utcnow()
+    await uow.repo(UserRepository).delete(user)
     await uow.commit()
 
 
@@ -239,6 +229,6 @@ async def ensure_superuser(
         is_superuser=True,
         profile=UserProfile(),
     )
-    users.add(user)
+    await users.add(user)
     await uow.commit()
     return user, SuperuserOutcome.created
