@@ -21,7 +21,7 @@ from agora.app import create_app
 from agora.config import Settings
 from agora.db.engine import make_engine
 from agora.db.session import Database
-from agora.db.testing import rollback_session_factory
+from agora.db.testing import isolated_connection, rollback_session_factory
 from agora.db.uow import UnitOfWork
 from tests.support.databases import BACKENDS, TestDatabases
 
@@ -68,13 +68,8 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection inside an outer transaction that is rolled back after the test."""
-    async with engine.connect() as conn:
-        outer = await conn.begin()
-        try:
-            yield conn
-        finally:
-            if outer.is_active:
-                await outer.rollback()
+    async with isolated_connection(engine) as conn:
+        yield conn
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from agora.db.engine import make_engine
 from agora.db.errors import register_metadata
 from agora.db.session import Database
-from agora.db.testing import rollback_session_factory
+from agora.db.testing import isolated_connection, rollback_session_factory
 from agora.db.uow import UnitOfWork
 from tests.db.models import ToolkitBase
 from tests.support.databases import TestDatabases
@@ -34,13 +34,9 @@ async def toolkit_engine(backend: str, databases: TestDatabases) -> AsyncIterato
 
 @pytest.fixture
 async def tk_connection(toolkit_engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    async with toolkit_engine.connect() as conn:
-        outer = await conn.begin()
-        try:
-            yield conn
-        finally:
-            if outer.is_active:
-                await outer.rollback()
+    """A connection inside an outer transaction that is rolled back after the test."""
+    async with isolated_connection(toolkit_engine) as conn:
+        yield conn
 
 
 @pytest.fixture

@@ -33,6 +33,21 @@ _TRANSACTION_CONTROL = re.compile(
 )
 
 
+@asynccontextmanager
+async def isolated_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside an outer transaction that is rolled back on exit.
+
+    Pair it with `rollback_session_factory` so a test can commit and leave nothing behind.
+    """
+    async with engine.connect() as conn:
+        outer = await conn.begin()
+        try:
+            yield conn
+        finally:
+            if outer.is_active:
+                await outer.rollback()
+
+
 @dataclass
 class QueryCounter:
     statements: list[str] = field(default_factory=list)
