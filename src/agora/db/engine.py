@@ -27,6 +27,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from agora.db.filters import enable_sqlite_search
+
 # Execution option read by the SQLite "begin" hook: when set, no BEGIN is emitted.
 _SQLITE_AUTOCOMMIT = "agora_autocommit"
 
@@ -110,6 +112,7 @@ def make_engine(
         _install_sqlite_hooks(
             engine, busy_timeout_ms=sqlite_busy_timeout_ms, wal=not is_memory_sqlite(parsed)
         )
+        enable_sqlite_search(engine)  # Unicode-aware lower() for agora.db.filters.contains
         return engine
 
     server_settings = dict(args.pop("server_settings", {}))
