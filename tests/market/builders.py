@@ -40,15 +40,17 @@ async def make_product(
 
 async def balance(uow: UnitOfWork, user: User | int) -> int:
     user_id = user if isinstance(user, int) else user.id
-    value = await uow.session.scalar(select(User.credits).where(User.id == user_id))
-    return int(value)
+    result = await uow.session.execute(select(User.credits).where(User.id == user_id))
+    return int(result.scalar_one())
 
 
 async def stock(uow: UnitOfWork, product: Product | int) -> int:
     product_id = product if isinstance(product, int) else product.id
     stmt = select(Product.stock).where(Product.id == product_id)
-    return int(await uow.session.scalar(stmt.execution_options(include_deleted=True)))
+    result = await uow.session.execute(stmt.execution_options(include_deleted=True))
+    return int(result.scalar_one())
 
 
 async def ledger_count(uow: UnitOfWork) -> int:
-    return int(await uow.session.scalar(select(func.count(CreditTransfer.id))))
+    result = await uow.session.execute(select(func.count(CreditTransfer.id)))
+    return int(result.scalar_one())
