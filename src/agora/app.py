@@ -10,10 +10,12 @@ from fastapi import APIRouter, FastAPI, Request
 
 from agora import __version__
 from agora.config import Settings, load_settings
+from agora.credits.router import router as credits_router
 from agora.db.api import error_response, install_error_handlers
 from agora.db.engine import make_engine
 from agora.db.pagination import PaginationConfig
 from agora.db.session import Database
+from agora.market.router import router as market_router
 from agora.members.deps import Members
 from agora.members.router import router as members_router
 from agora.observability import install_observability
@@ -107,4 +109,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     observability = install_observability(app, settings)  # after the error handlers
     app.include_router(health)
     app.include_router(members_router, prefix="/api/v1")
+    app.include_router(market_router, prefix="/api/v1")
+    app.include_router(credits_router, prefix="/api/v1")
     return app

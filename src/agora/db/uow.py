@@ -14,6 +14,7 @@ never writes half a use case. Errors raised by flush/commit come out typed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -115,3 +116,32 @@ async def retrying(
         delay = min(max_delay, base_delay * 2 ** (attempt - 1))
         await asyncio.sleep(random.uniform(0, delay))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def retrying_in(
+    uow: UnitOfWork,
+    work: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = 5,
+    base_delay: float = 0.01,
+    max_delay: float = 0.5,
+) -> T:
+    """`retrying` for a unit of work that a caller already opened (e.g. a request's).
+
+    `work()` runs a whole transaction on `uow` and commits it. When it fails, this unit is
+    rolled back before the error propagates, so a retry starts a new transaction. A rollback
+    expires every object of the session: `work` must read what it needs again (and callers
+    should pass plain ids, not ORM objects loaded earlier).
+    """
+
+    async def attempt() -> T:
+        try:
+            return await work()
+        except BaseException:
+            # A failed rollback (a dropped connection) must not hide the original error;
+            # the unit's close() cleans up either way.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(uow.rollback())
+            raise
+
+    return await retrying(attempt, attempts=attempts, base_delay=base_delay, max_delay=max_delay)

@@ -15,6 +15,7 @@ from sqlalchemy.pool import NullPool
 import agora.models  # noqa: F401 - registers every model on Base.metadata
 from agora.db.base import Base
 from agora.db.engine import make_engine, normalize_url
+from agora.models.market import MIGRATION_ONLY_INDEXES
 
 config = context.config
 target_metadata = Base.metadata
@@ -29,6 +30,13 @@ def _url() -> str:
     return normalize_url(url).render_as_string(hide_password=False)
 
 
+def _include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    # Dialect-specific indexes (e.g. PostgreSQL's trigram index) live in the migrations only.
+    return not (type_ == "index" and name in MIGRATION_ONLY_INDEXES)
+
+
 def _configure(connection: Connection | None = None, **kwargs: object) -> None:
     context.configure(
         connection=connection,
@@ -36,6 +44,7 @@ def _configure(connection: Connection | None = None, **kwargs: object) -> None:
         render_as_batch=True,  # SQLite cannot ALTER most things: copy-and-move tables
         compare_type=True,
         compare_server_default=False,
+        include_object=_include_object,
         **kwargs,  # type: ignore[arg-type]
     )
 

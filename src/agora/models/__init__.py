@@ -2,9 +2,30 @@
 
 from agora.db.base import Base
 from agora.db.errors import register_metadata
+from agora.models.market import (
+    CreditTransfer,
+    IdempotencyKey,
+    Order,
+    OrderItem,
+    OrderStatus,
+    Product,
+    TransferKind,
+)
 from agora.models.user import User, UserProfile, UserStatus
 
 # SQLite reports a unique violation by column; this lets agora.db.errors find its name.
 register_metadata(Base.metadata)
 
-__all__ = ["Base", "User", "UserProfile", "UserStatus"]
+__all__ = [
+    "Base",
+    "CreditTransfer",
+    "IdempotencyKey",
+    "Order",
+    "OrderItem",
+    "OrderStatus",
+    "Product",
+    "TransferKind",
+    "User",
+    "UserProfile",
+    "UserStatus",
+]

@@ -1,0 +1,103 @@
+"""Credits' use cases: transfers between members and grants by superusers.
+
+Each runs as one transaction, retried as a whole on serialization failure or deadlock
+(`retrying_in`), and commits once. Balances change only through
+`AccountRepository.apply` (guarded single-statement UPDATEs in ascending user id order), and
+every change is a ledger row written in the same transaction.
+"""
+
+from __future__ import annotations
+
+from agora.credits.errors import (
+    BalanceTooLarge,
+    GrantNotAllowed,
+    InsufficientCredits,
+    RecipientNotFound,
+    TransferToSelf,
+)
+from agora.credits.repository import AccountRepository, LedgerRepository, Refusal
+from agora.credits.schemas import GrantCreate, TransferCreate, TransferRead
+from agora.db.errors import AppError
+from agora.db.pagination import CursorPage, CursorParams
+from agora.db.uow import UnitOfWork, retrying_in
+from agora.idempotency import StoredResponse, run_idempotent
+from agora.models.market import CreditTransfer, TransferKind
+
+TRANSFER_SCOPE = "credit_transfers"
+
+
+def refusal_error(refusal: Refusal, *, who: str = "") -> AppError:
+    if refusal.delta > 0:
+        return BalanceTooLarge()
+    return InsufficientCredits(f"Not enough credits{who}")
+
+
+async def transfer_credits(
+    uow: UnitOfWork, *, sender_id: int, data: TransferCreate, key: str | None
+) -> StoredResponse:
+    """Move credits from the sender to `data.to_user_id`; 201 with the ledger row."""
+    if data.to_user_id == sender_id:
+        raise TransferToSelf()
+
+    async def work() -> StoredResponse:
+        accounts = uow.repo(AccountRepository)
+        if not await accounts.exists_active(data.to_user_id):
+            raise RecipientNotFound()
+        refusal = await accounts.apply({sender_id: -data.amount, data.to_user_id: data.amount})
+        if refusal is not None:
+            raise refusal_error(refusal)
+        row = await uow.repo(LedgerRepository).add(
+            CreditTransfer(
+                kind=TransferKind.transfer,
+                from_user_id=sender_id,
+                to_user_id=data.to_user_id,
+                amount=data.amount,
+                note=data.note,
+            )
+        )
+        return StoredResponse(201, TransferRead.model_validate(row).model_dump_json())
+
+    async def attempt() -> StoredResponse:
+        payload = data.model_dump(mode="json")
+        result = await run_idempotent(
+            uow, user_id=sender_id, scope=TRANSFER_SCOPE, key=key, payload=payload, work=work
+        )
+        await uow.commit()
+        return result
+
+    return await retrying_in(uow, attempt)
+
+
+async def grant_credits(
+    uow: UnitOfWork, *, actor_id: int, is_superuser: bool, data: GrantCreate
+) -> CreditTransfer:
+    """Mint credits for a member; recorded in the ledger as a `grant` without a sender."""
+    if not is_superuser:
+        raise GrantNotAllowed()
+
+    async def attempt() -> CreditTransfer:
+        accounts = uow.repo(AccountRepository)
+        if not await accounts.exists_active(data.to_user_id):
+            raise RecipientNotFound()
+        refusal = await accounts.apply({data.to_user_id: data.amount})
+        if refusal is not None:
+            raise refusal_error(refusal)
+        row = await uow.repo(LedgerRepository).add(
+            CreditTransfer(
+                kind=TransferKind.grant,
+                from_user_id=None,
+                to_user_id=data.to_user_id,
+                amount=data.amount,
+                note=data.note or f"granted by user {actor_id}",
+            )
+        )
+        await uow.commit()
+        return row
+
+    return await retrying_in(uow, attempt)
+
+
+async def list_transfers(
+    uow: UnitOfWork, *, user_id: int, params: CursorParams
+) -> CursorPage[CreditTransfer]:
+    return await uow.repo(LedgerRepository).history(user_id, params)
