@@ -2,9 +2,10 @@
 
 from agora.db.base import Base
 from agora.db.errors import register_metadata
+from agora.models.forum import Post, Tag, post_tag
 from agora.models.user import User, UserProfile, UserStatus
 
 # SQLite reports a unique violation by column; this lets agora.db.errors find its name.
 register_metadata(Base.metadata)
 
-__all__ = ["Base", "User", "UserProfile", "UserStatus"]
+__all__ = ["Base", "Post", "Tag", "User", "UserProfile", "UserStatus", "post_tag"]
