@@ -22,7 +22,6 @@ from agora.forum.repository import PostFilter
 from agora.forum.schemas import (
     MAX_ID,
     SEARCH_MAX,
-    TAG_PATTERN,
     PostCreate,
     PostOrder,
     PostRead,
@@ -78,7 +77,8 @@ Search = Annotated[
     ),
 ]
 TagFilter = Annotated[
-    str | None, Query(max_length=TAG_MAX, pattern=TAG_PATTERN, description="Tag name")
+    str | None,
+    Query(max_length=TAG_MAX, pattern=r"^[A-Za-z0-9_+#.-]+$", description="Tag name (any case)"),
 ]
 Published = Annotated[bool | None, Query(description="Only published (true) or drafts (false)")]
 
@@ -87,6 +87,10 @@ def _no_nul(**values: str | None) -> None:
     for name, value in values.items():
         if value is not None and "\x00" in value:
             raise Invalid(f"{name}: no NUL characters")
+
+
+def _tag(name: str | None) -> str | None:
+    return None if name is None else name.lower()  # stored lower case
 
 
 def _read(post: Post, response: Response) -> PostRead:
@@ -146,7 +150,7 @@ async def list_posts(
 ) -> Any:
     """Posts the caller may see, newest first; with `q`, most relevant first (offset pages)."""
     _no_nul(q=q)
-    where = PostFilter(viewer=viewer, author_id=author_id, tag=tag, published=published)
+    where = PostFilter(viewer=viewer, author_id=author_id, tag=_tag(tag), published=published)
     page = await service.list_posts(uow, params=paging, where=where, order=order_by, q=q)
     return _page(page)
 
@@ -221,7 +225,7 @@ async def list_user_posts(
     """A user's posts the caller may see (the same parameters as `GET /posts`)."""
     _no_nul(q=q)
     await get_user(uow, user_id=user_id)  # 404 for an absent or deleted user
-    where = PostFilter(viewer=viewer, author_id=user_id, tag=tag, published=published)
+    where = PostFilter(viewer=viewer, author_id=user_id, tag=_tag(tag), published=published)
     page = await service.list_posts(uow, params=paging, where=where, order=order_by, q=q)
     return _page(page)
 

@@ -22,7 +22,10 @@ from agora.forum.slugs import slugify, with_suffix
 from agora.models.forum import Post
 from agora.models.user import User
 
-SLUG_ATTEMPTS = 10  # then a random suffix, which cannot realistically collide
+# Under contention every round of attempts settles at least one racer, so k posts created at
+# once with one title need at most k attempts each. Past the bound (a flood of identical
+# titles), a random suffix, which cannot realistically collide.
+SLUG_ATTEMPTS = 32
 
 
 def can_edit(actor: User, post: Post) -> bool:
