@@ -15,6 +15,7 @@ from agora.db.api import error_response, install_error_handlers
 from agora.db.engine import make_engine
 from agora.db.pagination import PaginationConfig
 from agora.db.session import Database
+from agora.forum.router import router as forum_router
 from agora.market.router import router as market_router
 from agora.members.deps import Members
 from agora.members.router import router as members_router
@@ -111,4 +112,5 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(members_router, prefix="/api/v1")
     app.include_router(market_router, prefix="/api/v1")
     app.include_router(credits_router, prefix="/api/v1")
+    app.include_router(forum_router, prefix="/api/v1")
     return app

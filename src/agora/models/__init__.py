@@ -2,6 +2,7 @@
 
 from agora.db.base import Base
 from agora.db.errors import register_metadata
+from agora.models.forum import Post, Tag, post_tag
 from agora.models.market import (
     CreditTransfer,
     IdempotencyKey,
@@ -23,9 +24,12 @@ __all__ = [
     "Order",
     "OrderItem",
     "OrderStatus",
+    "Post",
     "Product",
+    "Tag",
     "TransferKind",
     "User",
     "UserProfile",
     "UserStatus",
+    "post_tag",
 ]

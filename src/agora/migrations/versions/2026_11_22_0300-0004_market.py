@@ -7,7 +7,7 @@ the models (see agora.models.market.MIGRATION_ONLY_INDEXES); SQLite searches wit
 Independent of the forum tables: only `user` is referenced.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-22 03:00:00+00:00
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import agora.db.base
 
 revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
