@@ -21,15 +21,17 @@ and transfers generators once to compute the balances, then the load pass runs t
 with the same random streams (same rows, same decisions).
 
 Loading: PostgreSQL through COPY on the driver connection (asyncpg
-`copy_records_to_table`), SQLite through `executemany` on the driver connection; the whole
-run is ONE transaction, so a failed seed leaves nothing behind. Ids are set explicitly,
-after each table's current max(id): seeding an existing database appends (seeded users only
-trade among themselves, so existing balances are untouched). On PostgreSQL the id sequences
-are moved past the new rows afterwards.
+`copy_records_to_table`), one COPY per table fed by its generator so that PostgreSQL ingests
+one chunk while Python generates the next; SQLite through `executemany` batches on the driver
+connection. The whole run is ONE transaction, so a failed seed leaves nothing behind. Ids are
+set explicitly, after each table's current max(id): seeding an existing database appends
+(seeded users only trade among themselves, so existing balances are untouched; emails and
+usernames carry the new id, so they stay unique). On PostgreSQL the id sequences are moved
+past the new rows afterwards.
 
-Tables are produced by *steps* (`STEPS`), one generator each; a step yields
-`(table name, batch of tuples)`, so a step may fill parent and child tables batch by batch
-(orders, their items and payments). Forum posts and tags will be one more step.
+Each table has one row generator, registered in `LOADERS` in foreign-key order; forum posts
+and tags will be two more entries. The order stream is replayed by the `order`, `order_item`
+and `credit_transfer` loaders (and the planning pass) rather than kept in memory.
 """
 
 from __future__ import annotations
@@ -224,7 +226,7 @@ def demo_password_hash(seed: int, *, memory_kib: int, time_cost: int, parallelis
 
 @dataclass
 class Context:
-    """What the steps share: the plan, the first free id per table, the epoch, and the
+    """What the loaders share: the plan, the first free id per table, the epoch, and the
     compact per-entity arrays filled by the planning pass."""
 
     plan: SeedPlan
