@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -196,6 +196,77 @@ def users_create_superuser(
     except (OSError, ConnectionError) as exc:
         _unreachable(settings, exc)
     console.print(message, highlight=False)
+
+
+class _RichReporter:
+    """Per-table Rich progress bars for `agora.seed`."""
+
+    def __init__(self, progress: Any) -> None:
+        self._progress = progress
+        self._tasks: dict[str, Any] = {}
+
+    def start(self, table: str, total: int) -> None:
+        self._tasks[table] = self._progress.add_task(table, total=total)
+
+    def advance(self, table: str, rows: int) -> None:
+        self._progress.advance(self._tasks[table], rows)
+
+
+async def _seed(settings: Settings, plan: Any) -> dict[str, int]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from agora.db.engine import make_engine
+    from agora.seed import demo_password_hash, seed
+
+    password_hash = demo_password_hash(
+        plan.seed,
+        memory_kib=settings.password_hash_memory_kib,
+        time_cost=settings.password_hash_time_cost,
+        parallelism=settings.password_hash_parallelism,
+    )
+    # No statement timeout: one COPY may stream a whole table.
+    engine = make_engine(settings.database_url, statement_timeout_ms=0, pool_size=1)
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=err_console) as progress:
+            return await seed(
+                engine, plan, password_hash=password_hash, reporter=_RichReporter(progress)
+            )
+    finally:
+        await engine.dispose()
+
+
+@app.command("seed")
+def seed_command(
+    users: Annotated[int, typer.Option(min=0, help="Users (each with a profile)")] = 0,
+    posts: Annotated[int, typer.Option(min=0, help="Forum posts (not available yet)")] = 0,
+    products: Annotated[int, typer.Option(min=0, help="Products, sold by the users")] = 0,
+    orders: Annotated[int, typer.Option(min=0, help="Orders, with 1-4 items each")] = 0,
+    seed: Annotated[int, typer.Option(help="Same seed, same rows")] = 42,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per batch")] = 10_000,
+) -> None:
+    """Fill the database with linked demo data, deterministic with --seed.
+
+    Every seeded user's password is `agora-demo-password`. Seeding appends to existing data
+    (ids continue after the largest ones). Migrations are applied first.
+    """
+    from agora.seed import DEMO_PASSWORD, SeedPlan
+
+    if posts:
+        _fail("--posts: forum posts are not available yet in this version of Agora", code=2)
+    plan = SeedPlan(users=users, products=products, orders=orders, seed=seed, batch_size=batch_size)
+    if problems := plan.problems():
+        _fail("; ".join(problems), code=2)
+    settings = _settings()
+    _run_alembic(settings, "upgrade", "head")
+    try:
+        written = asyncio.run(_seed(settings, plan))
+    except (OSError, ConnectionError) as exc:
+        _unreachable(settings, exc)
+    summary = ", ".join(f"{n} {table}" for table, n in written.items() if n)
+    console.print(f"Seeded {summary or 'nothing'} (seed {seed}).", highlight=False)
+    if users:
+        console.print(f"Every seeded user's password: {DEMO_PASSWORD}", highlight=False)
 
 
 @app.command()
