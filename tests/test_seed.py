@@ -9,15 +9,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agora.app import create_app
+from agora.config import Settings
 from agora.db.engine import make_engine
+from agora.db.session import Database
 from agora.members.security import Passwords
-from agora.seed import COLUMNS, DEMO_PASSWORD, SeedPlan, demo_password_hash, seed
+from agora.seed import (
+    COLUMNS,
+    DEMO_PASSWORD,
+    TAGS_PER_SEED,
+    SeedPlan,
+    demo_password_hash,
+    seed,
+)
 from tests.support.databases import TestDatabases, upgrade
 
-PLAN = SeedPlan(users=40, products=25, orders=60, seed=7, batch_size=16)
+PLAN = SeedPlan(users=40, products=25, orders=60, posts=30, seed=7, batch_size=16)
 PARAMS: dict[str, int] = {"memory_kib": 8, "time_cost": 1, "parallelism": 1}
 
 
@@ -48,7 +59,7 @@ async def _one(engine: AsyncEngine, sql: str) -> Any:
 
 
 async def _dump(engine: AsyncEngine) -> dict[str, list[Any]]:
-    return {t: await _all(engine, f'SELECT * FROM "{t}" ORDER BY id') for t in COLUMNS}
+    return {t: await _all(engine, f'SELECT * FROM "{t}" ORDER BY 1, 2') for t in COLUMNS}
 
 
 async def test_counts_match_the_flags(engine: AsyncEngine) -> None:
@@ -61,6 +72,9 @@ async def test_counts_match_the_flags(engine: AsyncEngine) -> None:
     assert statuses == {"pending", "paid", "cancelled"}
     kinds = {r[0] for r in await _all(engine, "SELECT DISTINCT kind FROM credit_transfer")}
     assert kinds == {"grant", "order_payment", "transfer"}
+    assert await _one(engine, "SELECT COUNT(*) FROM post") == PLAN.posts
+    assert await _one(engine, "SELECT COUNT(*) FROM tag") == TAGS_PER_SEED
+    assert await _one(engine, "SELECT COUNT(*) FROM post_tag") > 0
 
 
 ORPHANS = {
@@ -82,6 +96,10 @@ ORPHANS = {
     "transfer users": "SELECT COUNT(*) FROM credit_transfer t "
     'LEFT JOIN "user" a ON a.id = t.from_user_id LEFT JOIN "user" b ON b.id = t.to_user_id '
     "WHERE b.id IS NULL OR (t.from_user_id IS NOT NULL AND a.id IS NULL)",
+    "post author": 'SELECT COUNT(*) FROM post p LEFT JOIN "user" u ON u.id = p.author_id '
+    "WHERE u.id IS NULL",
+    "post tag": "SELECT COUNT(*) FROM post_tag pt LEFT JOIN post p ON p.id = pt.post_id "
+    "LEFT JOIN tag t ON t.id = pt.tag_id WHERE p.id IS NULL OR t.id IS NULL",
     "negative": 'SELECT (SELECT COUNT(*) FROM "user" WHERE credits < 0) + '
     "(SELECT COUNT(*) FROM product WHERE stock < 0)",
 }
@@ -138,9 +156,8 @@ async def test_seeding_again_appends(engine: AsyncEngine) -> None:
         assert await _one(engine, check) == 0
 
 
-async def test_sequences_are_reset(engine: AsyncEngine, backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("SQLite hands out max(id) + 1 by itself")
+async def test_a_normal_insert_after_seeding_gets_a_fresh_id(engine: AsyncEngine) -> None:
+    # PostgreSQL: the sequences were moved past the seeded ids; SQLite does max(id) + 1 itself.
     async with engine.begin() as conn:
         new_id = (
             await conn.execute(
@@ -165,17 +182,32 @@ def test_cli_seeds_end_to_end(
 ) -> None:
     db = tmp_path / "cli.db"
     env = {**subprocess_env, "AGORA_DATABASE_URL": f"sqlite:///{db}"}
-    args = ["--users", "12", "--products", "6", "--orders", "9", "--seed", "3"]
+    args = ["--users", "12", "--products", "6", "--orders", "9", "--posts", "5", "--seed", "3"]
     done = subprocess.run(
         [sys.executable, "-m", "agora", "seed", *args],
         env=env, cwd=repo_root, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Seeded 12 user, 12 user_profile, 6 product, 9 order" in done.stdout
+    assert "5 post" in done.stdout
     assert DEMO_PASSWORD in done.stdout
     refused = subprocess.run(
         [sys.executable, "-m", "agora", "seed", "--posts", "5"],
         env=env, cwd=repo_root, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert refused.returncode == 2
-    assert "posts are not available yet" in refused.stderr
+    assert "--posts needs --users" in refused.stderr
+
+
+async def test_seeded_posts_are_found_by_full_text_search(engine: AsyncEngine) -> None:
+    """The search index (tsvector column / FTS5 triggers) covers rows loaded by COPY too."""
+    rows = await _all(engine, "SELECT title FROM post WHERE is_published ORDER BY id LIMIT 1")
+    title = rows[0][0]
+    word = title.split()[0].lower()
+    settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
+    app = create_app(settings, database=Database(engine))
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
+        found = await http.get("/api/v1/posts", params={"q": word, "limit": 100})
+    assert found.status_code == 200, found.text
+    titles = [p["title"] for p in found.json()["items"]]
+    assert title in titles

@@ -23,7 +23,7 @@ app.add_typer(db_app, name="db")
 users_app = typer.Typer(help="Members administration.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
@@ -239,7 +239,7 @@ async def _seed(settings: Settings, plan: Any) -> dict[str, int]:
 @app.command("seed")
 def seed_command(
     users: Annotated[int, typer.Option(min=0, help="Users (each with a profile)")] = 0,
-    posts: Annotated[int, typer.Option(min=0, help="Forum posts (not available yet)")] = 0,
+    posts: Annotated[int, typer.Option(min=0, help="Forum posts, with tags")] = 0,
     products: Annotated[int, typer.Option(min=0, help="Products, sold by the users")] = 0,
     orders: Annotated[int, typer.Option(min=0, help="Orders, with 1-4 items each")] = 0,
     seed: Annotated[int, typer.Option(help="Same seed, same rows")] = 42,
@@ -252,9 +252,14 @@ def seed_command(
     """
     from agora.seed import DEMO_PASSWORD, SeedPlan
 
-    if posts:
-        _fail("--posts: forum posts are not available yet in this version of Agora", code=2)
-    plan = SeedPlan(users=users, products=products, orders=orders, seed=seed, batch_size=batch_size)
+    plan = SeedPlan(
+        users=users,
+        products=products,
+        orders=orders,
+        posts=posts,
+        seed=seed,
+        batch_size=batch_size,
+    )
     if problems := plan.problems():
         _fail("; ".join(problems), code=2)
     settings = _settings()

@@ -29,9 +29,10 @@ set explicitly, after each table's current max(id): seeding an existing database
 usernames carry the new id, so they stay unique). On PostgreSQL the id sequences are moved
 past the new rows afterwards.
 
-Each table has one row generator, registered in `LOADERS` in foreign-key order; forum posts
-and tags will be two more entries. The order stream is replayed by the `order`, `order_item`
-and `credit_transfer` loaders (and the planning pass) rather than kept in memory.
+Each table has one row generator, registered in `LOADERS` in foreign-key order (forum: 60
+tags per run, posts by seeded users with 0-3 tags each). The order stream is replayed by the
+`order`, `order_item` and `credit_transfer` loaders (and the planning pass) rather than kept
+in memory.
 """
 
 from __future__ import annotations
@@ -48,7 +49,17 @@ import argon2.low_level
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agora.models import CreditTransfer, Order, OrderItem, Product, User, UserProfile
+from agora.models import (
+    CreditTransfer,
+    Order,
+    OrderItem,
+    Post,
+    Product,
+    Tag,
+    User,
+    UserProfile,
+    post_tag,
+)
 
 DEMO_PASSWORD = "agora-demo-password"  # noqa: S105 - documented: every seeded user has it
 DEFAULT_SEED = 42
@@ -57,10 +68,14 @@ DEFAULT_BATCH_SIZE = 10_000
 Row = tuple[Any, ...]
 Batch = list[Row]
 
+_MODELS = (User, UserProfile, Product, Order, OrderItem, CreditTransfer, Tag, Post)
 TABLES: dict[str, Table] = {
-    m.__tablename__: m.__table__  # type: ignore[misc]
-    for m in (User, UserProfile, Product, Order, OrderItem, CreditTransfer)
+    **{m.__tablename__: m.__table__ for m in _MODELS},  # type: ignore[misc]
+    "post_tag": post_tag,
 }
+# Tables keyed by an `id` column: their ids continue after the largest one and their
+# sequences are moved past the rows written (post_tag has a composite key of two FKs).
+ID_TABLES = tuple(name for name, table in TABLES.items() if "id" in table.c)
 COLUMNS: dict[str, tuple[str, ...]] = {
     "user": (
         "id", "email", "username", "full_name", "hashed_password", "status", "is_superuser",
@@ -76,6 +91,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "updated_at",
     ),
     "order_item": ("id", "order_id", "product_id", "seller_id", "name", "unit_price", "quantity"),
+    "tag": ("id", "name"),
+    "post": (
+        "id", "title", "slug", "content", "is_published", "published_at", "author_id",
+        "created_at", "updated_at", "deleted_at", "version",
+    ),
+    "post_tag": ("post_id", "tag_id"),
     "credit_transfer": (
         "id", "kind", "from_user_id", "to_user_id", "amount", "note", "order_id", "created_at",
     ),
@@ -203,6 +224,8 @@ class SeedPlan:
             found.append("--batch-size must be >= 1")
         if self.products and not self.users:
             found.append("--products needs --users (sellers are users)")
+        if self.posts and not self.users:
+            found.append("--posts needs --users (authors are users)")
         if self.orders and (self.users < 2 or not self.products):
             found.append("--orders needs --products and at least 2 users (buyer != seller)")
         return found
@@ -438,6 +461,40 @@ def _ledger(ctx: Context) -> Iterator[Row]:
     yield from _member_transfers(ctx, balances, next_id)
 
 
+TAGS_PER_SEED = 60  # distinct tags a seed run creates when it writes posts
+WORDS = tuple(w.lower() for w in (*ADJECTIVES, *NOUN_LIST))
+
+
+def _tags(ctx: Context) -> Iterator[Row]:
+    # Names carry their id, so seeding twice appends new tags instead of colliding.
+    first = ctx.start["tag"]
+    for i in range(TAGS_PER_SEED):
+        yield (first + i, f"{WORDS[i % len(WORDS)]}-{first + i}")
+
+
+def _posts(ctx: Context) -> Iterator[Row]:
+    rng, n, first = ctx.rng("posts"), ctx.plan.posts, ctx.start["post"]
+    for i in range(n):
+        pid = first + i
+        words = [rng.choice(WORDS) for _ in range(rng.randint(2, 6))]
+        title = " ".join(words).capitalize()
+        content = " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 80))) + "."
+        created = ctx.at(30 + 300 * i / n)
+        published = rng.random() < 0.9
+        yield (
+            pid, title, f"{'-'.join(words)}-{pid}", content, published,
+            created if published else None, ctx.user_id(rng.randrange(ctx.plan.users)),
+            created, created, None, 1,
+        )  # fmt: skip
+
+
+def _post_tags(ctx: Context) -> Iterator[Row]:
+    rng, first_post, first_tag = ctx.rng("post_tags"), ctx.start["post"], ctx.start["tag"]
+    for i in range(ctx.plan.posts):
+        for tag in rng.sample(range(TAGS_PER_SEED), rng.randint(0, 3)):
+            yield (first_post + i, first_tag + tag)
+
+
 @dataclass(frozen=True)
 class TableLoader:
     table: str
@@ -445,8 +502,7 @@ class TableLoader:
     wanted: Callable[[SeedPlan], bool]
 
 
-# The registry, in foreign-key order. Forum posts and tags will be two more entries
-# (`TableLoader("post", _posts, lambda p: p.posts > 0)`, ...) plus their TABLES/COLUMNS.
+# The registry, in foreign-key order.
 LOADERS: tuple[TableLoader, ...] = (
     TableLoader("user", _users, lambda p: p.users > 0),
     TableLoader("user_profile", _profiles, lambda p: p.users > 0),
@@ -454,6 +510,9 @@ LOADERS: tuple[TableLoader, ...] = (
     TableLoader("order", _orders, lambda p: p.orders > 0),
     TableLoader("order_item", _order_items, lambda p: p.orders > 0),
     TableLoader("credit_transfer", _ledger, lambda p: p.users > 0),
+    TableLoader("tag", _tags, lambda p: p.posts > 0),
+    TableLoader("post", _posts, lambda p: p.posts > 0),
+    TableLoader("post_tag", _post_tags, lambda p: p.posts > 0),
 )
 
 
@@ -471,7 +530,8 @@ def prepare(ctx: Context) -> None:
     p = ctx.plan
     ctx.counts.update(
         user=p.users, user_profile=p.users, product=p.products, order=p.orders,
-        order_item=items, credit_transfer=transfers,
+        order_item=items, credit_transfer=transfers, tag=TAGS_PER_SEED if p.posts else 0,
+        post=p.posts, post_tag=sum(1 for _ in _post_tags(ctx)),
     )  # fmt: skip
 
 
@@ -493,7 +553,8 @@ class _Silent:
 
 async def _max_ids(conn: AsyncConnection) -> dict[str, int]:
     found = {}
-    for name, table in TABLES.items():
+    for name in ID_TABLES:
+        table = TABLES[name]
         query = text(f"SELECT MAX(id) FROM {_quote(conn, table)}")  # noqa: S608 - our names
         value = (await conn.execute(query)).scalar()
         found[name] = int(value or 0) + 1
@@ -561,7 +622,7 @@ def _convert(row: Row, procs: Sequence[tuple[int, Callable[[Any], Any]]]) -> Row
 
 async def _reset_sequences(conn: AsyncConnection) -> None:
     """Move each id sequence past the rows written with explicit ids."""
-    for table in TABLES.values():
+    for table in (TABLES[name] for name in ID_TABLES):
         name = _quote(conn, table)
         await conn.execute(
             text(
