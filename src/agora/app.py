@@ -20,6 +20,7 @@ from agora.market.router import router as market_router
 from agora.members.deps import Members
 from agora.members.router import router as members_router
 from agora.observability import install_observability
+from agora.web.admin import install_admin
 
 
 def make_database(settings: Settings) -> Database:
@@ -113,4 +114,5 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(market_router, prefix="/api/v1")
     app.include_router(credits_router, prefix="/api/v1")
     app.include_router(forum_router, prefix="/api/v1")
+    install_admin(app, settings, app.state.members)
     return app
