@@ -46,6 +46,12 @@ async def test_swagger_assets_are_swagger_ui_5(client: AsyncClient) -> None:
     assert re.search(r'"5\.\d+\.\d+"', bundle.text)
 
 
+async def test_redoc_may_not_fetch_outside_images(client: AsyncClient) -> None:
+    # ReDoc's bundle shows a logo from its vendor's CDN; the page forbids outside images.
+    page = await client.get("/redoc")
+    assert page.headers["content-security-policy"] == "img-src 'self' data:"
+
+
 async def test_docs_pages_stay_out_of_the_schema(client: AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert not {"/", "/docs", "/redoc", "/docs/oauth2-redirect"} & set(paths)
