@@ -20,6 +20,9 @@ from agora.market.router import router as market_router
 from agora.members.deps import Members
 from agora.members.router import router as members_router
 from agora.observability import install_observability
+from agora.web.admin import install_admin
+from agora.web.docs import install_docs
+from agora.web.landing import router as landing_router
 
 
 def make_database(settings: Settings) -> Database:
@@ -95,6 +98,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         version=__version__,
         description="Community marketplace: members, forum, market and credits.",
         lifespan=lifespan,
+        docs_url=None,  # served by agora.web.docs, with local assets instead of a CDN's
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.pagination = PaginationConfig(
@@ -113,4 +118,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(market_router, prefix="/api/v1")
     app.include_router(credits_router, prefix="/api/v1")
     app.include_router(forum_router, prefix="/api/v1")
+    app.include_router(landing_router)
+    install_docs(app)
+    install_admin(app, settings, app.state.members)
     return app
