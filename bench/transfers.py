@@ -194,12 +194,64 @@ async def run_http(dsn: str, ids: list[int], args: argparse.Namespace) -> Result
 
             for sender, receiver, cents in _pairs(ids, 50, seed=99):  # warm-up
                 await send(sender, receiver, cents)
+        # The timed run uses one plain keep-alive connection per client (as wrk does), not
+        # httpx: httpcore's pool checks every pooled connection (a poll() and getpeername()
+        # each) on every request, which at 64 connections cost the client more CPU than the
+        # server spent (py-spy, bench/README.md), on the same two cores.
+        conns = [await _KeepAlive.open(port) for _ in range(args.clients)]
+        slots = asyncio.Queue[_KeepAlive]()
+        for conn in conns:
+            slots.put_nowait(conn)
+
+        async def send_raw(sender: int, receiver: int, cents: int) -> int:
+            conn = await slots.get()
+            try:
+                body = f'{{"to_user_id":{receiver},"amount":"{cents / 100:.2f}"}}'
+                return await conn.post("/api/v1/credits/transfers", body, auth[sender])
+            finally:
+                slots.put_nowait(conn)
+
+        auth = {uid: h["Authorization"] for uid, h in headers.items()}
+        try:
             return await _drive(
-                "HTTP (uvicorn + agora)", args.clients, _pairs(ids, args.transfers, 1), send
+                "HTTP (uvicorn + agora)", args.clients, _pairs(ids, args.transfers, 1), send_raw
             )
+        finally:
+            for conn in conns:
+                conn.writer.close()
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), 30)
+
+
+@dataclass
+class _KeepAlive:
+    """A minimal HTTP/1.1 client on one persistent connection: one request at a time."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    @classmethod
+    async def open(cls, port: int) -> _KeepAlive:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def post(self, path: str, body: str, authorization: str) -> int:
+        data = body.encode()
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return int(lines[0].split(" ", 2)[1])
 
 
 async def run_raw(dsn: str, ids: list[int], args: argparse.Namespace) -> Result:

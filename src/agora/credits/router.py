@@ -11,7 +11,7 @@ from agora.credits.schemas import GrantCreate, TransferCreate, TransferRead
 from agora.db.api import ReadUoW, WriteUoW
 from agora.db.pagination import CursorPage, CursorQuery
 from agora.idempotency import HEADER, REPLAYED_HEADER, StoredResponse, checked_key
-from agora.members.deps import CurrentUser, CurrentUserForWrite
+from agora.members.deps import CurrentUser, CurrentUserForWrite, CurrentUserIdForWrite
 
 router = APIRouter(prefix="/credits", tags=["credits"])
 
@@ -44,12 +44,12 @@ def stored_response(result: StoredResponse) -> Response:
 async def create_transfer(
     data: TransferCreate,
     uow: WriteUoW,
-    sender: CurrentUserForWrite,
+    sender_id: CurrentUserIdForWrite,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Send credits to another member (409 `InsufficientCredits`); optional Idempotency-Key."""
     key = checked_key(idempotency_key, required=False)
-    result = await service.transfer_credits(uow, sender_id=sender.id, data=data, key=key)
+    result = await service.transfer_credits(uow, sender_id=sender_id, data=data, key=key)
     return stored_response(result)
 
 

@@ -46,14 +46,12 @@ async def transfer_credits(
         refusal = await accounts.apply({sender_id: -data.amount, data.to_user_id: data.amount})
         if refusal is not None:
             raise refusal_error(refusal)
-        row = await uow.repo(LedgerRepository).add(
-            CreditTransfer(
-                kind=TransferKind.transfer,
-                from_user_id=sender_id,
-                to_user_id=data.to_user_id,
-                amount=data.amount,
-                note=data.note,
-            )
+        row = await uow.repo(LedgerRepository).record(
+            kind=TransferKind.transfer,
+            from_user_id=sender_id,
+            to_user_id=data.to_user_id,
+            amount=data.amount,
+            note=data.note,
         )
         return StoredResponse(201, TransferRead.model_validate(row).model_dump_json())
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, or_, update
+from sqlalchemy import Integer, Select, bindparam, or_, select, update
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -54,9 +54,27 @@ def user_filters(*, q: str | None, status: UserStatus | None) -> builtins.list[C
     return given(or_(*search) if search else None, eq(User.status, status))
 
 
+# Built once: the check behind every authenticated write that needs only the caller's id.
+# It filters deleted rows itself, so the soft-delete hook stays out (`include_deleted`).
+_user = User.metadata.tables[User.__tablename__]
+_ACTIVE_ID = (
+    select(_user.c.id)
+    .where(
+        _user.c.id == bindparam("user_id", type_=Integer),
+        _user.c.status == UserStatus.active,
+        _user.c.deleted_at.is_(None),
+    )
+    .execution_options(include_deleted=True)
+)
+
+
 class UserRepository(Repository[User]):
     model = User
     not_found = UserNotFound
+
+    async def is_active(self, user_id: int) -> bool:
+        """Whether `user_id` is an active, not deleted user (one single-column SELECT)."""
+        return await self.session.scalar(_ACTIVE_ID, {"user_id": user_id}) is not None
 
     def select_stmt(
         self,
