@@ -5,20 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from agora.members.security import MAX_USER_ID
 from agora.models.market import NOTE_MAX, TransferKind
 from agora.money import Amount, AmountOut
+from agora.schemas import NoNul
 
-
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-NoNul = AfterValidator(_no_nul)
 UserRef = Annotated[int, Field(ge=1, le=MAX_USER_ID)]
 PositiveAmount = Annotated[Amount, Field(gt=0)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NOTE_MAX), NoNul]

@@ -8,32 +8,25 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StringConstraints,
     field_validator,
-    model_validator,
 )
 
 from agora.forum.slugs import SLUG_PATTERN
 from agora.models.forum import CONTENT_MAX, SLUG_MAX, TAG_MAX, TITLE_MAX
+from agora.schemas import Input, NoNul, Output, PartialUpdate
 
 MAX_ID = 2**31 - 1  # integer primary keys
 MAX_TAGS = 10
 SEARCH_MAX = 200
 TAG_PATTERN = r"^[a-z0-9_+#.-]+$"
-
-
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
 
 
 def _normalize_tag(value: object) -> object:
@@ -44,7 +37,6 @@ def _unique(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-NoNul = AfterValidator(_no_nul)
 Title = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX), NoNul
 ]
@@ -58,18 +50,14 @@ Tags = Annotated[list[TagName], Field(max_length=MAX_TAGS), AfterValidator(_uniq
 Slug = Annotated[str, StringConstraints(min_length=1, max_length=SLUG_MAX, pattern=SLUG_PATTERN)]
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PostCreate(_Input):
+class PostCreate(Input):
     title: Title
     content: Content = ""
     is_published: bool = True
     tags: Tags = []
 
 
-class PostUpdate(_Input):
+class PostUpdate(PartialUpdate):
     """Every field optional; only those sent change. The slug changes only when sent."""
 
     title: Title | None = None
@@ -77,13 +65,6 @@ class PostUpdate(_Input):
     is_published: bool | None = None
     tags: Tags | None = None
     slug: Slug | None = None
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        nulls = sorted(f for f in self.model_fields_set if getattr(self, f) is None)
-        if nulls:
-            raise ValueError(f"cannot be null: {', '.join(nulls)}")
-        return self
 
 
 class PostOrder(StrEnum):
@@ -96,17 +77,13 @@ class PostOrder(StrEnum):
     created_at = "created_at"
 
 
-class _Output(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-
-class AuthorRead(_Output):
+class AuthorRead(Output):
     id: int
     username: str
     full_name: str
 
 
-class PostRead(_Output):
+class PostRead(Output):
     id: int
     title: str
     slug: str

@@ -6,9 +6,6 @@ from datetime import datetime
 from typing import Annotated, Self
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     model_validator,
@@ -24,18 +21,12 @@ from agora.models.market import (
     OrderStatus,
 )
 from agora.money import Amount, AmountOut
+from agora.schemas import Input, NoNul, Output, PartialUpdate
 
 MAX_ID = 2**31 - 1  # 32-bit integer keys
 STOCK_MAX = 1_000_000_000
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-NoNul = AfterValidator(_no_nul)
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=PRODUCT_NAME_MAX),
@@ -50,11 +41,7 @@ Stock = Annotated[int, Field(ge=0, le=STOCK_MAX)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ProductCreate(_Input):
+class ProductCreate(Input):
     name: Name
     description: Description = ""
     category: Category
@@ -63,7 +50,7 @@ class ProductCreate(_Input):
     is_active: bool = True
 
 
-class ProductUpdate(_Input):
+class ProductUpdate(PartialUpdate):
     """Every field optional; only the fields sent change."""
 
     name: Name | None = None
@@ -73,19 +60,8 @@ class ProductUpdate(_Input):
     stock: Stock | None = None
     is_active: bool | None = None
 
-    @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        nulls = sorted(f for f in self.model_fields_set if getattr(self, f) is None)
-        if nulls:
-            raise ValueError(f"cannot be null: {', '.join(nulls)}")
-        return self
 
-
-class _Output(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-
-class ProductRead(_Output):
+class ProductRead(Output):
     id: int
     seller_id: int
     name: str
@@ -99,12 +75,12 @@ class ProductRead(_Output):
     updated_at: datetime
 
 
-class OrderLine(_Input):
+class OrderLine(Input):
     product_id: Id
     quantity: Annotated[int, Field(ge=1, le=QUANTITY_MAX)]
 
 
-class OrderCreate(_Input):
+class OrderCreate(Input):
     items: Annotated[list[OrderLine], Field(min_length=1, max_length=ORDER_LINES_MAX)]
 
     @model_validator(mode="after")
@@ -115,7 +91,7 @@ class OrderCreate(_Input):
         return self
 
 
-class OrderItemRead(_Output):
+class OrderItemRead(Output):
     product_id: int
     seller_id: int
     name: str
@@ -124,7 +100,7 @@ class OrderItemRead(_Output):
     line_total: AmountOut
 
 
-class OrderRead(_Output):
+class OrderRead(Output):
     id: int
     buyer_id: int
     status: OrderStatus

@@ -9,19 +9,17 @@ the password hash.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     EmailStr,
     Field,
     HttpUrl,
     StringConstraints,
     TypeAdapter,
-    model_validator,
 )
 
 from agora.members.security import PASSWORD_MAX, PASSWORD_MIN
@@ -36,13 +34,7 @@ from agora.models.user import (
     UserStatus,
 )
 from agora.money import Amount, AmountOut
-
-
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
+from agora.schemas import Input, NoNul, Output, PartialUpdate
 
 _EMAIL: TypeAdapter[EmailStr] = TypeAdapter(EmailStr)
 
@@ -69,7 +61,6 @@ def _lower_text(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
-NoNul = AfterValidator(_no_nul)
 Username = Annotated[
     str,
     StringConstraints(min_length=USERNAME_MIN, max_length=USERNAME_MAX, pattern=r"^[a-z0-9_]+$"),
@@ -91,18 +82,14 @@ AvatarUrl = Annotated[
 ]
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class UserCreate(_Input):
+class UserCreate(Input):
     email: Email
     username: Username
     password: Password
     full_name: FullName = ""
 
 
-class UserUpdate(_Input):
+class UserUpdate(PartialUpdate):
     """Every field optional; only the fields sent change. The last three: superusers only."""
 
     email: Email | None = None
@@ -114,20 +101,11 @@ class UserUpdate(_Input):
     is_superuser: bool | None = None
     credits: Annotated[Amount, Field(ge=0)] | None = None
 
-    @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        # Absent means "leave as is"; an explicit null would mean "clear", and none of these
-        # columns can be cleared.
-        nulls = sorted(f for f in self.model_fields_set if getattr(self, f) is None)
-        if nulls:
-            raise ValueError(f"cannot be null: {', '.join(nulls)}")
-        return self
-
 
 PRIVILEGED_FIELDS = frozenset({"status", "is_superuser", "credits"})
 
 
-class ProfileUpdate(_Input):
+class ProfileUpdate(Input):
     """The whole profile: a field left out is cleared."""
 
     bio: Bio | None = None
@@ -135,18 +113,14 @@ class ProfileUpdate(_Input):
     location: Location | None = None
 
 
-class _Output(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-
-class ProfileRead(_Output):
+class ProfileRead(Output):
     bio: str | None
     avatar_url: str | None
     location: str | None
     updated_at: datetime
 
 
-class _UserView(_Output):
+class _UserView(Output):
     id: int
     username: str
     full_name: str
