@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, or_, select, text
 
 from agora.app import create_app
 from agora.config import Settings
@@ -125,10 +125,11 @@ async def _balances_and_ledger(
         for sender, receiver, amount in await uow.session.execute(
             select(
                 CreditTransfer.from_user_id, CreditTransfer.to_user_id, CreditTransfer.amount
-            ).where(CreditTransfer.to_user_id.in_(ids))
+            ).where(or_(CreditTransfer.to_user_id.in_(ids), CreditTransfer.from_user_id.in_(ids)))
         ):
-            replay[receiver] += amount
-            if sender is not None:
+            if receiver in replay:
+                replay[receiver] += amount
+            if sender in replay:
                 replay[sender] -= amount
     return balances, replay
 

@@ -21,6 +21,10 @@ class RecipientNotFound(NotFound):
     default_detail = "No such recipient"
 
 
+class BalanceOwnerNotFound(NotFound):
+    default_detail = "No such user"
+
+
 class GrantNotAllowed(Forbidden):
     default_detail = "Only a superuser may grant credits"
 

@@ -44,6 +44,14 @@ _STATUS = (
     .execution_options(include_deleted=True)
 )
 _RECORD = insert(_ledger).returning(*_ledger.c)
+# Locks the row until commit on PostgreSQL; SQLite's write transactions already hold the
+# database's write lock (`BEGIN IMMEDIATE`).
+_BALANCE_FOR_UPDATE = (
+    select(_user.c.credits)
+    .where(_user.c.id == bindparam("user_id", type_=Integer), _user.c.deleted_at.is_(None))
+    .with_for_update()
+    .execution_options(include_deleted=True)
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,10 @@ class AccountRepository:
             if result.scalar_one_or_none() is None:
                 return Refusal(user_id, delta)
         return None
+
+    async def balance_for_update(self, user_id: int) -> int | None:
+        """The balance of a live user, locked until the transaction ends; None when absent."""
+        return await self.session.scalar(_BALANCE_FOR_UPDATE, {"user_id": user_id})
 
     async def exists_active(self, user_id: int) -> bool:
         found = await self.session.scalar(_STATUS, {"user_id": user_id})

@@ -36,8 +36,8 @@ class TransferRead(BaseModel):
 
     id: int
     kind: TransferKind
-    from_user_id: int | None
-    to_user_id: int
+    from_user_id: int | None  # None: a grant or a credit adjustment
+    to_user_id: int | None  # None: a debit adjustment
     amount: AmountOut
     note: str
     order_id: int | None

@@ -1,4 +1,4 @@
-"""Credits' use cases: transfers between members and grants by superusers.
+"""Credits' use cases: transfers between members, grants and adjustments by superusers.
 
 Each runs as one transaction, retried as a whole on serialization failure or deadlock
 (`retrying_in`), and commits once. Balances change only through
@@ -9,6 +9,7 @@ every change is a ledger row written in the same transaction.
 from __future__ import annotations
 
 from agora.credits.errors import (
+    BalanceOwnerNotFound,
     BalanceTooLarge,
     GrantNotAllowed,
     InsufficientCredits,
@@ -93,6 +94,34 @@ async def grant_credits(
         return row
 
     return await retrying_in(uow, attempt)
+
+
+async def set_balance(uow: UnitOfWork, *, actor_id: int, user_id: int, balance: int) -> int:
+    """Set a balance through the ledger, inside the caller's transaction (no commit).
+
+    The difference is one `adjustment` row: from nobody when the balance grows, to nobody
+    when it shrinks; nothing when it stays. The balance is read under a row lock, so a
+    transfer committing meanwhile cannot slip between the read and the write. Returns the
+    change in cents. The caller checks that the actor is a superuser.
+    """
+    accounts = uow.repo(AccountRepository)
+    current = await accounts.balance_for_update(user_id)
+    if current is None:
+        raise BalanceOwnerNotFound()
+    delta = balance - current
+    if delta == 0:
+        return 0
+    refusal = await accounts.apply({user_id: delta})
+    if refusal is not None:  # only if the CHECK-guarded bounds are crossed
+        raise refusal_error(refusal)
+    await uow.repo(LedgerRepository).record(
+        kind=TransferKind.adjustment,
+        from_user_id=user_id if delta < 0 else None,
+        to_user_id=user_id if delta > 0 else None,
+        amount=abs(delta),
+        note=f"balance set to {balance} cents by user {actor_id}",
+    )
+    return delta
 
 
 async def list_transfers(

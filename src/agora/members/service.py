@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
+from agora.credits.service import set_balance
 from agora.db.errors import Conflict
 from agora.db.pagination import CursorPage, CursorParams, Page, PageParams
 from agora.db.uow import UnitOfWork
@@ -119,6 +120,7 @@ async def update_user(
     """Partial update. Self or superuser; status/is_superuser/credits: superusers only.
 
     A refused request changes nothing: every check runs before the first assignment.
+    `credits` sets the balance through the ledger (an `adjustment` row for the difference).
     """
     if not can_manage(actor, user_id):
         raise NotAllowed()
@@ -137,7 +139,11 @@ async def update_user(
         raise UsernameTaken()
     if data.password is not None:
         user.hashed_password = await _new_password_hash(actor, user, data, passwords)
-    for field in ("email", "username", "full_name", "status", "is_superuser", "credits"):
+    if data.credits is not None:
+        await set_balance(uow, actor_id=actor.id, user_id=user.id, balance=data.credits)
+        # The Core UPDATE bypassed the ORM: reload so the response shows the new balance.
+        await uow.session.refresh(user, ["credits"])
+    for field in ("email", "username", "full_name", "status", "is_superuser"):
         if field in changes:
             setattr(user, field, getattr(data, field))
     await uow.commit()

@@ -140,17 +140,31 @@ class TransferKind(StrEnum):
     grant = "grant"  # minted by a superuser (no sender)
     order_payment = "order_payment"  # buyer to seller
     order_refund = "order_refund"  # seller back to buyer
+    # A superuser setting a balance: credited from outside (no sender) or debited to outside
+    # (no recipient). NULL is "outside" on either side, so replay stays one rule.
+    adjustment = "adjustment"
+
+
+# Who may be NULL: a grant has no sender, an adjustment exactly one NULL side, the others none.
+PARTIES_BY_KIND = (
+    "(kind = 'grant' AND from_user_id IS NULL AND to_user_id IS NOT NULL) "
+    "OR (kind = 'adjustment' AND (from_user_id IS NULL) <> (to_user_id IS NULL)) "
+    "OR (kind NOT IN ('grant', 'adjustment') "
+    "AND from_user_id IS NOT NULL AND to_user_id IS NOT NULL)"
+)
 
 
 class CreditTransfer(IdMixin, Base):
     """The credit ledger: every change of a balance is one row, written in the same
-    transaction as the change. Replaying it from zero gives every balance."""
+    transaction as the change. Replaying it from zero gives every balance: each row adds
+    `amount` to `to_user_id` and takes it from `from_user_id`, a NULL side being outside the
+    ledger (a grant's or credit adjustment's sender, a debit adjustment's recipient)."""
 
     __tablename__ = "credit_transfer"
 
     kind: Mapped[TransferKind] = mapped_column(_enum(TransferKind))
     from_user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), index=True)
-    to_user_id: Mapped[int] = mapped_column(ForeignKey("user.id"), index=True)
+    to_user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)  # cents
     note: Mapped[str] = mapped_column(String(NOTE_MAX), default="", server_default="")
     order_id: Mapped[int | None] = mapped_column(ForeignKey("order.id"), index=True)
@@ -162,7 +176,7 @@ class CreditTransfer(IdMixin, Base):
         CheckConstraint(
             "from_user_id IS NULL OR from_user_id <> to_user_id", name="not_to_oneself"
         ),
-        CheckConstraint("(kind = 'grant') = (from_user_id IS NULL)", name="sender_unless_grant"),
+        CheckConstraint(PARTIES_BY_KIND, name="parties_by_kind"),
     )
 
 
