@@ -52,6 +52,8 @@ def _run_alembic(settings: Settings, fn_name: str, *args: object, **kwargs: obje
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.INFO)  # "Running upgrade 0001 -> 0002 ..."
+    # ...but not the list of autogenerate plugins Alembic announces on every start.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     cfg = alembic_config(settings.database_url)
     try:
         getattr(command, fn_name)(cfg, *args, **kwargs)
