@@ -14,29 +14,29 @@ from collections.abc import AsyncIterator
 import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agora.app import create_app
 from agora.config import Settings
-from agora.db.engine import make_engine
 from agora.db.session import Database
 from agora.models.forum import Post, Tag
 from agora.models.user import User
 from tests.members.builders import auth, make_user
+from tests.support.databases import committed_database as real_database
 
 RACERS = 12
 URL = "/api/v1/posts"
 
 
+async def _cleanup(conn: AsyncConnection) -> None:  # posts, post_tag go by ON DELETE CASCADE
+    await conn.execute(delete(User).where(User.username.like("forumracer%")))
+    await conn.execute(delete(Tag).where(Tag.name.like("race-%")))
+
+
 @pytest.fixture
 async def committed_database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(make_engine(database_url, pool_size=5, max_overflow=RACERS, pool_timeout=30))
-    try:
+    async with real_database(database_url, cleanup=_cleanup, connections=RACERS) as db:
         yield db
-    finally:
-        async with db.engine.begin() as conn:  # posts and post_tag rows go by ON DELETE CASCADE
-            await conn.execute(delete(User).where(User.username.like("forumracer%")))
-            await conn.execute(delete(Tag).where(Tag.name.like("race-%")))
-        await db.dispose()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import delete, func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agora.app import create_app
 from agora.config import Settings
@@ -27,6 +28,7 @@ from agora.money import format_cents
 from tests.market.builders import make_product
 from tests.members.builders import auth, make_user
 from tests.members.conftest import fast_settings
+from tests.support.databases import committed_database as real_database
 
 PREFIX = "mkrace"
 APP_NAME = "agora-market-race"
@@ -39,32 +41,26 @@ class World:
     settings: Settings
 
 
-async def _cleanup(db: Database) -> None:
+async def _cleanup(conn: AsyncConnection) -> None:
     users = select(User.id).where(User.username.like(f"{PREFIX}%")).scalar_subquery()
-    async with db.engine.begin() as conn:
-        await conn.execute(delete(CreditTransfer).where(CreditTransfer.to_user_id.in_(users)))
-        await conn.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id.in_(users)))
-        orders = select(Order.id).where(Order.buyer_id.in_(users)).scalar_subquery()
-        await conn.execute(delete(OrderItem).where(OrderItem.order_id.in_(orders)))
-        await conn.execute(delete(Order).where(Order.buyer_id.in_(users)))
-        await conn.execute(delete(Product).where(Product.seller_id.in_(users)))
-        await conn.execute(delete(User).where(User.username.like(f"{PREFIX}%")))
+    await conn.execute(delete(CreditTransfer).where(CreditTransfer.to_user_id.in_(users)))
+    await conn.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id.in_(users)))
+    orders = select(Order.id).where(Order.buyer_id.in_(users)).scalar_subquery()
+    await conn.execute(delete(OrderItem).where(OrderItem.order_id.in_(orders)))
+    await conn.execute(delete(Order).where(Order.buyer_id.in_(users)))
+    await conn.execute(delete(Product).where(Product.seller_id.in_(users)))
+    await conn.execute(delete(User).where(User.username.like(f"{PREFIX}%")))
 
 
 @pytest.fixture
 async def world(database_url: str) -> AsyncIterator[World]:
-    engine = make_engine(
-        database_url, pool_size=5, max_overflow=20, pool_timeout=30, application_name=APP_NAME
-    )
-    db = Database(engine)
     settings = fast_settings(database_url)
-    app = create_app(settings, database=db)
-    try:
+    async with real_database(
+        database_url, cleanup=_cleanup, connections=20, application_name=APP_NAME
+    ) as db:
+        app = create_app(settings, database=db)
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
             yield World(db, http, settings)
-    finally:
-        await _cleanup(db)
-        await db.dispose()
 
 
 async def _members(world: World, n: int, *, superuser: bool = False) -> list[User]:

@@ -13,28 +13,28 @@ from collections.abc import AsyncIterator
 import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agora.app import create_app
-from agora.db.engine import make_engine
 from agora.db.session import Database
 from agora.members.repository import UserRepository
 from agora.models.user import User
 from tests.members.builders import PASSWORD
 from tests.members.conftest import fast_settings
+from tests.support.databases import committed_database as real_database
 
 RACERS = 20
 EMAIL = "race@example.com"
 
 
+async def _cleanup(conn: AsyncConnection) -> None:  # user_profile rows go by ON DELETE CASCADE
+    await conn.execute(delete(User).where(User.username.like("racer%")))
+
+
 @pytest.fixture
 async def committed_database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(make_engine(database_url, pool_size=5, max_overflow=RACERS, pool_timeout=30))
-    try:
+    async with real_database(database_url, cleanup=_cleanup, connections=RACERS) as db:
         yield db
-    finally:
-        async with db.engine.begin() as conn:  # user_profile rows go by ON DELETE CASCADE
-            await conn.execute(delete(User).where(User.username.like("racer%")))
-        await db.dispose()
 
 
 @pytest.mark.parametrize("precheck", [True, False], ids=["with-precheck", "constraint-only"])

@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from alembic import command
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agora.db.engine import make_engine
+from agora.db.session import Database
 from agora.migrate import alembic_config
 
 BACKENDS = ("sqlite", "postgresql")
@@ -96,3 +102,27 @@ class TestDatabases:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+Cleanup = Callable[[AsyncConnection], Awaitable[object]]
+
+
+@asynccontextmanager
+async def committed_database(
+    url: str, *, cleanup: Cleanup, connections: int, **engine_kwargs: Any
+) -> AsyncIterator[Database]:
+    """A real `Database` (separate connections, real commits) for race tests.
+
+    `cleanup` runs in one transaction afterwards to delete what the test created, so the
+    shared migrated database stays as the rolled-back tests expect it.
+    """
+    engine = make_engine(
+        url, pool_size=5, max_overflow=connections, pool_timeout=30, **engine_kwargs
+    )
+    db = Database(engine)
+    try:
+        yield db
+    finally:
+        async with engine.begin() as conn:
+            await cleanup(conn)
+        await db.dispose()
