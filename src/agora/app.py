@@ -61,8 +61,9 @@ def make_database(settings: Settings) -> Database:
 
 
 def _primary_position(scope: Scope) -> Callable[[], Awaitable[int]] | None:
-    db: Database = scope["app"].state.db
-    return None if db.replicas is None else db.primary_position
+    """For read-your-writes: how to read the primary's WAL position (None: no replicas)."""
+    db: Database | None = getattr(scope["app"].state, "db", None)
+    return None if db is None or db.replicas is None else db.primary_position
 
 
 health = APIRouter(prefix="/health", tags=["health"])
