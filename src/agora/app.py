@@ -77,7 +77,8 @@ async def live() -> dict[str, str]:
 
 @health.get("/ready", responses={503: {"description": "The database does not answer"}})
 async def ready(request: Request) -> Any:
-    """Readiness: the database answers `SELECT 1` within the health timeout."""
+    """Readiness: the database answers `SELECT 1` within the health timeout (replicas are
+    listed, not required: reads fall back to the primary)."""
     db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
     try:
@@ -91,7 +92,10 @@ async def ready(request: Request) -> Any:
         return error_response(
             503, "DatabaseUnavailable", f"database unreachable ({reason})", {"Retry-After": "1"}
         )
-    return {"status": "ok", "database": db.engine.dialect.name}
+    body: dict[str, Any] = {"status": "ok", "database": db.engine.dialect.name}
+    if db.replicas is not None:  # informative: reads fall back to the primary without them
+        body["replicas"] = {r.name: "ok" if r.healthy else "skipped" for r in db.replicas.replicas}
+    return body
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:

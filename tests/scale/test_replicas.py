@@ -101,6 +101,7 @@ async def test_reads_go_to_the_replica_writes_to_the_primary_and_writers_read_th
 async def _scenario(writer: AsyncClient, other: AsyncClient, replica: pgcluster.Cluster) -> None:
     # The first probe ran at startup: the replica is in rotation before the first request.
     assert await healthy(other) == 1
+    assert (await other.get("/health/ready")).json()["replicas"] == {"replica-1": "ok"}
     auth = await sign_up_and_log_in(writer, "writer")  # writes: they ran on the primary
 
     # Routing: a client that has not written reads on the replica.
@@ -161,6 +162,9 @@ async def _scenario(writer: AsyncClient, other: AsyncClient, replica: pgcluster.
         return response.status_code == 200 and await healthy(other) == 0
 
     await eventually(on_the_primary, timeout=10)
+    ready = await other.get("/health/ready")  # the primary is up: ready, replica skipped
+    assert ready.status_code == 200
+    assert ready.json()["replicas"] == {"replica-1": "skipped"}
     assert set(statuses) == {200}, statuses  # a closed pooled connection is never used
     before = await reads(other, "replica-1"), await reads(other, "primary")
     for _ in range(3):

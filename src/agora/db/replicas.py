@@ -60,12 +60,6 @@ class Replica:
             autocommit_engine(self.engine), expire_on_commit=False
         )
         _drop_closed_connections_on_checkout(self.engine)
-        event.listen(self.engine.sync_engine, "handle_error", self._on_error)
-
-    def _on_error(self, context: Any) -> None:
-        # A request (or the probe) lost its connection: the replica is gone until re-probed.
-        if context.is_disconnect:
-            self.healthy = False
 
 
 Listener = Callable[[Replica], None]
@@ -91,6 +85,8 @@ class ReplicaSet:
         self._turn = itertools.count()
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Listener] = []
+        for replica in self.replicas:
+            self._watch_disconnects(replica)
 
     def __len__(self) -> int:
         return len(self.replicas)
@@ -165,6 +161,16 @@ class ReplicaSet:
         await self.stop()
         for replica in self.replicas:
             await replica.engine.dispose()
+
+    def _watch_disconnects(self, replica: Replica) -> None:
+        """A request (or the probe) lost its connection: the replica is out of rotation at
+        once, until a probe reaches it again."""
+
+        def on_error(context: Any) -> None:
+            if context.is_disconnect:
+                self.mark_unhealthy(replica, context.original_exception)
+
+        event.listen(replica.engine.sync_engine, "handle_error", on_error)
 
     def _notify(self, replica: Replica) -> None:
         for listener in list(self._listeners):
