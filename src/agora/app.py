@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Scope
 
 from agora import __version__
-from agora.config import Settings, load_settings
+from agora.config import Environment, Settings, load_settings
 from agora.credits.router import router as credits_router
 from agora.db.api import error_response, install_error_handlers
 from agora.db.engine import make_engine
 from agora.db.pagination import PaginationConfig
+from agora.db.readyourwrites import PositionSigner, ReadYourWritesMiddleware
+from agora.db.replicas import ReplicaSet
 from agora.db.session import Database
 from agora.forum.router import router as forum_router
 from agora.market.router import router as market_router
@@ -26,9 +30,12 @@ from agora.web.landing import router as landing_router
 
 
 def make_database(settings: Settings) -> Database:
-    return Database(
-        make_engine(
-            settings.database_url,
+    """The primary's engine and, with `AGORA_DATABASE_REPLICA_URLS`, one engine per replica
+    (same pool settings each: see the connection budget in docs/deploy.md)."""
+
+    def engine(url: str, application_name: str) -> AsyncEngine:
+        return make_engine(
+            url,
             echo=settings.echo_sql,
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
@@ -39,8 +46,24 @@ def make_database(settings: Settings) -> Database:
             idle_in_transaction_timeout_ms=settings.idle_in_transaction_timeout_ms,
             sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             connect_timeout=settings.connect_timeout,
+            application_name=application_name,
+            pgbouncer=settings.database_pgbouncer,
         )
-    )
+
+    replicas = None
+    if settings.database_replica_urls:
+        replicas = ReplicaSet(
+            [engine(url, "agora-replica") for url in settings.database_replica_urls],
+            poll_interval=settings.replica_poll_interval,
+            probe_timeout=settings.health_timeout,
+        )
+    return Database(engine(settings.database_url, "agora"), replicas=replicas)
+
+
+def _primary_position(scope: Scope) -> Callable[[], Awaitable[int]] | None:
+    """For read-your-writes: how to read the primary's WAL position (None: no replicas)."""
+    db: Database | None = getattr(scope["app"].state, "db", None)
+    return None if db is None or db.replicas is None else db.primary_position
 
 
 health = APIRouter(prefix="/health", tags=["health"])
@@ -54,7 +77,8 @@ async def live() -> dict[str, str]:
 
 @health.get("/ready", responses={503: {"description": "The database does not answer"}})
 async def ready(request: Request) -> Any:
-    """Readiness: the database answers `SELECT 1` within the health timeout."""
+    """Readiness: the database answers `SELECT 1` within the health timeout (replicas are
+    listed, not required: reads fall back to the primary)."""
     db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
     try:
@@ -68,7 +92,10 @@ async def ready(request: Request) -> Any:
         return error_response(
             503, "DatabaseUnavailable", f"database unreachable ({reason})", {"Retry-After": "1"}
         )
-    return {"status": "ok", "database": db.engine.dialect.name}
+    body: dict[str, Any] = {"status": "ok", "database": db.engine.dialect.name}
+    if db.replicas is not None:  # informative: reads fall back to the primary without them
+        body["replicas"] = {r.name: "ok" if r.healthy else "skipped" for r in db.replicas.replicas}
+    return body
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
@@ -84,6 +111,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         try:
             if database is None:
                 app.state.db = make_database(settings)
+                await app.state.db.start()  # first replica probe, then in the background
             try:
                 with observability.watching(app.state.db):  # pool and statement metrics
                     yield
@@ -112,6 +140,14 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.state.db = database
     app.state.members = Members.from_settings(settings)  # password hasher, tokens, limiter
     install_error_handlers(app)
+    app.add_middleware(
+        ReadYourWritesMiddleware,
+        signer=PositionSigner(
+            settings.secret_key.get_secret_value(), max_age=settings.read_your_writes_seconds
+        ),
+        position_source=_primary_position,
+        secure_cookie=settings.env is Environment.production,
+    )
     observability = install_observability(app, settings)  # after the error handlers
     app.include_router(health)
     app.include_router(members_router, prefix="/api/v1")

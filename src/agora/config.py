@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import cached_property
+from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 from agora.db.engine import normalize_url
@@ -95,6 +96,15 @@ class Settings(BaseSettings):
     # Shared storage for rate limits (redis:// or rediss://); in-process memory when unset.
     redis_url: SecretStr | None = None
 
+    # --- scale out: read replicas, PgBouncer (issue 11; see docs/deploy.md) ---
+    # Comma-separated PostgreSQL URLs of streaming replicas of `database_url`.
+    database_replica_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    replica_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    read_your_writes_seconds: int = Field(default=30, ge=1, le=3600)
+    # Behind PgBouncer in transaction pooling mode: no prepared-statement cache, unique
+    # statement names, no statement_timeout in the startup packet.
+    database_pgbouncer: bool = False
+
     @field_validator("database_url")
     @classmethod
     def _normalize_database_url(cls, value: str) -> str:
@@ -102,6 +112,27 @@ class Settings(BaseSettings):
             return normalize_url(value).render_as_string(hide_password=False)
         except ValueError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("database_replica_urls", mode="before")
+    @classmethod
+    def _split_replica_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _normalize_replica_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        urls = []
+        for url in value:
+            try:
+                parsed = normalize_url(url)
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+            if parsed.get_backend_name() != "postgresql":
+                raise ValueError("read replicas must be postgresql:// URLs")
+            urls.append(parsed.render_as_string(hide_password=False))
+        return tuple(urls)
 
     @field_validator("login_limit_per_account", "login_limit_per_address")
     @classmethod
@@ -142,6 +173,11 @@ class Settings(BaseSettings):
                     f"below OWASP's minimum ({OWASP_ARGON2_MEMORY_KIB} KiB, "
                     f"{OWASP_ARGON2_TIME_COST} passes) in production"
                 )
+        if self.database_replica_urls and self.is_sqlite:
+            raise ValueError(
+                "AGORA_DATABASE_REPLICA_URLS needs a PostgreSQL AGORA_DATABASE_URL: SQLite has "
+                "no replicas (unset AGORA_DATABASE_REPLICA_URLS, or use PostgreSQL)"
+            )
         if self.page_default_limit > self.page_max_limit:
             raise ValueError("AGORA_PAGE_DEFAULT_LIMIT must not exceed AGORA_PAGE_MAX_LIMIT")
         return self

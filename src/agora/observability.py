@@ -23,7 +23,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -43,7 +43,7 @@ from prometheus_client.process_collector import ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agora.config import Settings
-from agora.db.monitoring import LATENCY_BUCKETS, instrument
+from agora.db.monitoring import LATENCY_BUCKETS, instrument, instrument_replicas
 from agora.db.session import Database
 from agora.logs import new_request_id, request_id_var, valid_request_id
 
@@ -99,18 +99,37 @@ class Observability:
 
     @contextmanager
     def watching(self, db: Database, *, name: str = "primary") -> Iterator[None]:
-        """Instrument `db`'s engine for as long as the block runs (the app's lifespan)."""
-        instrumentation = instrument(
-            db.engine,
-            registry=self.registry,
-            name=name,
-            slow_statement_ms=self.settings.slow_statement_ms,
-            log_parameters=self.settings.log_statement_parameters,
-        )
+        """Instrument `db`'s engines (primary, and replicas as `replica-N`) for as long as
+        the block runs (the app's lifespan)."""
+        engines = [(name, db.engine)]
+        if db.replicas is not None:
+            engines += [(replica.name, replica.engine) for replica in db.replicas.replicas]
+        instrumentations = [
+            instrument(
+                engine,
+                registry=self.registry,
+                name=label,
+                slow_statement_ms=self.settings.slow_statement_ms,
+                log_parameters=self.settings.log_statement_parameters,
+            )
+            for label, engine in engines
+        ]
+        stop_replicas = None
+        if db.replicas is not None:
+
+            def set_on_read(callback: Callable[[str], None] | None) -> None:
+                db.on_read = callback
+
+            stop_replicas = instrument_replicas(
+                db.replicas, registry=self.registry, on_read=set_on_read
+            )
         try:
             yield
         finally:
-            instrumentation.remove()
+            if stop_replicas is not None:
+                stop_replicas()
+            for instrumentation in instrumentations:
+                instrumentation.remove()
             if self.multiprocess:
                 # This worker's pool gauges ("livesum") must stop counting once it is gone.
                 multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

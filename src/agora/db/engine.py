@@ -14,6 +14,18 @@ One function, `make_engine`, builds an `AsyncEngine` for SQLite (aiosqlite) or P
 * PostgreSQL: a queue pool of the configured size, `application_name`, and server-side
   `statement_timeout` / `idle_in_transaction_session_timeout` sent in the startup packet (no
   extra round trip); opening a connection gives up after `connect_timeout` seconds.
+* PostgreSQL behind PgBouncer in transaction pooling mode (`pgbouncer=True`): consecutive
+  transactions of one client connection may run on different server connections, so no
+  named prepared statement may outlive its transaction. asyncpg's statement cache and
+  SQLAlchemy's are switched off and every statement asyncpg still prepares gets a unique
+  name (https://docs.sqlalchemy.org/en/20/dialects/postgresql.html#prepared-statement-name-with-pgbouncer).
+  The two timeouts are *not* sent in the startup packet, which PgBouncer refuses ("unsupported
+  startup parameter") unless listed in its `ignore_startup_parameters`; set them on the
+  server instead (`ALTER ROLE ... SET statement_timeout = ...`), see docs/deploy.md.
+  SQLAlchemy's asyncpg adapter prepares each statement, then executes it: two exchanges that
+  PgBouncer may send to two different servers unless a transaction holds them together, so
+  `autocommit_engine` of such an engine keeps transactions (BEGIN ... ROLLBACK: two more round
+  trips per read-only unit of work; the price of transaction pooling on PgBouncer < 1.21).
 
 `autocommit_engine(engine)` returns a view of the same pool whose connections run each
 statement on its own, with no BEGIN/ROLLBACK around it: a read-only request then costs exactly
@@ -22,10 +34,12 @@ one round trip per statement.
 
 from __future__ import annotations
 
+import uuid
+import weakref
 from typing import Any
 
 from sqlalchemy import event, make_url
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -40,6 +54,8 @@ _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
 }
 _SUPPORTED = {"postgresql+asyncpg", "sqlite+aiosqlite"}
+# Dialects of engines made with `pgbouncer=True` (a dialect is shared by an engine's views).
+_PGBOUNCER_DIALECTS: weakref.WeakSet[Dialect] = weakref.WeakSet()
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -87,6 +103,7 @@ def make_engine(
     sqlite_busy_timeout_ms: int = 5_000,
     connect_timeout: float | None = 5.0,
     application_name: str = "agora",
+    pgbouncer: bool = False,
     connect_args: dict[str, Any] | None = None,
     **engine_kwargs: Any,
 ) -> AsyncEngine:
@@ -119,9 +136,13 @@ def make_engine(
 
     server_settings = dict(args.pop("server_settings", {}))
     server_settings.setdefault("application_name", application_name)
-    if statement_timeout_ms:
+    if pgbouncer:
+        args.setdefault("statement_cache_size", 0)  # asyncpg's own cache
+        args.setdefault("prepared_statement_cache_size", 0)  # SQLAlchemy's asyncpg adapter
+        args.setdefault("prepared_statement_name_func", _unique_statement_name)
+    elif statement_timeout_ms:
         server_settings.setdefault("statement_timeout", str(statement_timeout_ms))
-    if idle_in_transaction_timeout_ms:
+    if idle_in_transaction_timeout_ms and not pgbouncer:
         server_settings.setdefault(
             "idle_in_transaction_session_timeout", str(idle_in_transaction_timeout_ms)
         )
@@ -130,14 +151,29 @@ def make_engine(
         # asyncpg waits 60 s by default for a server that accepts but does not answer (a
         # host gone behind a firewall): bound it so an outage gives a prompt 503, not a hang.
         args.setdefault("timeout", connect_timeout)
-    return create_async_engine(parsed, connect_args=args, **pool_kwargs, **kwargs)
+    engine = create_async_engine(parsed, connect_args=args, **pool_kwargs, **kwargs)
+    if pgbouncer:
+        _PGBOUNCER_DIALECTS.add(engine.dialect)
+    return engine
+
+
+def behind_pgbouncer(engine: AsyncEngine) -> bool:
+    """Whether `engine` was made with `pgbouncer=True`."""
+    return engine.dialect in _PGBOUNCER_DIALECTS
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4()}__"
 
 
 def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
     """A view of `engine` (same pool) whose statements run without BEGIN/ROLLBACK.
 
     Use it for read-only work: a lone SELECT then costs one round trip instead of three.
+    Behind PgBouncer (`pgbouncer=True`) it returns `engine` itself: see the module docstring.
     """
+    if behind_pgbouncer(engine):
+        return engine
     if is_sqlite(engine):
         return engine.execution_options(**{_SQLITE_AUTOCOMMIT: True})
     return engine.execution_options(isolation_level="AUTOCOMMIT")

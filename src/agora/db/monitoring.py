@@ -5,14 +5,16 @@
     ...
     instrumentation.remove()          # detach every listener (e.g. at shutdown)
 
-What is measured, per engine (label `pool`):
+What is measured, per engine (label `pool`: "primary", "replica-1", ...):
 
 * pool gauges: configured size, open connections, connections checked out, overflow
   connections in use, callers waiting for a connection; a histogram of the time spent
   acquiring a connection and a counter of acquisitions that gave up after `pool_timeout`;
 * statements: a counter, a latency histogram, an error counter and a slow-statement counter.
   A statement slower than `slow_statement_ms` is logged (logger `agora.db.monitoring`) with
-  its SQL; its parameters only when `log_parameters=True`, since they can hold personal data.
+  its SQL; its parameters only when `log_parameters=True`, since they can hold personal data;
+* with read replicas (`instrument_replicas`): read-only units of work per target and a
+  health gauge per replica.
 
 Gauges are kept from pool events (`connect`, `close`, `checkout`, `checkin`, `detach`,
 `close_detached`, https://docs.sqlalchemy.org/en/20/core/events.html#connection-pool-events)
@@ -40,6 +42,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import Pool, QueuePool
+
+from agora.db.replicas import Replica, ReplicaSet
 
 logger = logging.getLogger("agora.db.monitoring")
 
@@ -88,6 +92,16 @@ class DatabaseMetrics:
         self.slow_statements = Counter(
             "slow_statements", "Statements slower than the slow-statement threshold.",
             label, namespace=namespace, registry=registry,
+        )  # fmt: skip
+        # Read replicas (agora.db.replicas): where read-only units of work ran, and whether
+        # each replica is in rotation (in multiprocess mode: 1 only if every worker says so).
+        self.reads = Counter(
+            "reads", "Read-only units of work, by the server they ran on (pool label).",
+            label, namespace=namespace, registry=registry,
+        )  # fmt: skip
+        self.replica_healthy = Gauge(
+            "replica_healthy", "1 while the replica serves reads, 0 while it is skipped.",
+            label, namespace=namespace, registry=registry, multiprocess_mode="livemin",
         )  # fmt: skip
 
 
@@ -275,6 +289,33 @@ def instrument(
     )
     instrumentation._attach()
     return instrumentation
+
+
+def instrument_replicas(
+    replicas: ReplicaSet,
+    *,
+    registry: CollectorRegistry | None = None,
+    on_read: Callable[[Callable[[str], None] | None], None],
+) -> Callable[[], None]:
+    """Publish where reads run and each replica's health; returns a function that stops it.
+
+    `on_read(callback)` installs the per-read callback (e.g. `setattr(db, "on_read", ...)`).
+    """
+    metrics = metrics_for(registry)
+
+    def health_changed(replica: Replica) -> None:
+        metrics.replica_healthy.labels(replica.name).set(1 if replica.healthy else 0)
+
+    for replica in replicas.replicas:
+        health_changed(replica)
+    remove_listener = replicas.on_change(health_changed)
+    on_read(lambda target: metrics.reads.labels(target).inc())
+
+    def remove() -> None:
+        remove_listener()
+        on_read(None)
+
+    return remove
 
 
 def _pool_size(pool: Pool) -> int:

@@ -33,8 +33,14 @@ T = TypeVar("T")
 class UnitOfWork:
     """Async context manager around one `AsyncSession`."""
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        *,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._factory = session_factory
+        self._on_commit = on_commit  # called after each successful commit
         self._session: AsyncSession | None = None
         self._repos: dict[type[Any], Any] = {}
 
@@ -72,6 +78,8 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         await _translated(self.session.commit())
+        if self._on_commit is not None:
+            self._on_commit()
 
     async def rollback(self) -> None:
         await self.session.rollback()
