@@ -12,8 +12,11 @@ One function, `make_engine`, builds an `AsyncEngine` for SQLite (aiosqlite) or P
   Every connection also gets the Unicode-aware `lower()` that `agora.db.filters.contains`
   needs (`enable_sqlite_search`).
 * PostgreSQL: a queue pool of the configured size, `application_name`, and server-side
-  `statement_timeout` / `idle_in_transaction_session_timeout` sent in the startup packet (no
-  extra round trip); opening a connection gives up after `connect_timeout` seconds.
+  `statement_timeout` / `lock_timeout` / `idle_in_transaction_session_timeout` sent in the
+  startup packet (no extra round trip); opening a connection gives up after `connect_timeout`
+  seconds. `lock_timeout` bounds the wait for a row or table lock on its own, so a request
+  stuck behind another transaction's lock gives up (SQLSTATE 55P03) well before the
+  statement timeout.
 
 `autocommit_engine(engine)` returns a view of the same pool whose connections run each
 statement on its own, with no BEGIN/ROLLBACK around it: a read-only request then costs exactly
@@ -83,6 +86,7 @@ def make_engine(
     pool_recycle: int = 1800,
     pool_pre_ping: bool = False,
     statement_timeout_ms: int = 30_000,
+    lock_timeout_ms: int = 0,
     idle_in_transaction_timeout_ms: int = 60_000,
     sqlite_busy_timeout_ms: int = 5_000,
     connect_timeout: float | None = 5.0,
@@ -121,6 +125,8 @@ def make_engine(
     server_settings.setdefault("application_name", application_name)
     if statement_timeout_ms:
         server_settings.setdefault("statement_timeout", str(statement_timeout_ms))
+    if lock_timeout_ms:
+        server_settings.setdefault("lock_timeout", str(lock_timeout_ms))
     if idle_in_transaction_timeout_ms:
         server_settings.setdefault(
             "idle_in_transaction_session_timeout", str(idle_in_transaction_timeout_ms)
