@@ -145,7 +145,28 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 
 class DatabaseTimeout(ServiceUnavailable):
+    """A statement ran past `statement_timeout`, or waited for a lock past `lock_timeout`.
+
+    503 rather than 504: the service is not a gateway, the database refused to wait any
+    longer and rolled the transaction back, and the same `Retry-After` advice as for an
+    unreachable database applies.
+    """
+
     default_detail = "The database did not answer in time; try again shortly"
+
+
+class CommitOutcomeUnknown(DatabaseUnavailable):
+    """The connection failed while COMMIT was on its way: the change may or may not be stored.
+
+    Every other database error of a write means COMMIT was never sent, so nothing was
+    written; this one alone leaves the outcome open. Retry with the same Idempotency-Key
+    (the retry replays the stored response, or does the work once), or read before repeating.
+    """
+
+    default_detail = (
+        "The connection to the database failed during the commit: the change may or may not "
+        "have been applied. Retry with the same Idempotency-Key, or check before repeating it"
+    )
 
 
 # --- constraint registry --------------------------------------------------------------------
