@@ -55,14 +55,19 @@ class OutageProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
+    def cut(self) -> None:
+        """Reset the open connections (new ones are still accepted), as a network blip would.
+        Synchronous, so a SQLAlchemy event hook can call it at an exact point."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
     async def down(self) -> None:
         """Refuse new connections and cut the open ones, as a crashed server would."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
+        self.cut()
         if server is not None:
             await server.wait_closed()
 
