@@ -24,6 +24,14 @@ async def fresh_url(backend: str, databases: TestDatabases) -> str:
     return url
 
 
+@pytest.fixture
+async def pg_url(databases: TestDatabases) -> str:
+    """A new PostgreSQL database, migrated to head (for PostgreSQL-only behaviour)."""
+    url = await databases.fresh_url("postgresql")
+    await upgrade(url)
+    return url
+
+
 def app_settings(url: str, **overrides: object) -> Settings:
     return Settings(
         database_url=url,

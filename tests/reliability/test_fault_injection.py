@@ -23,6 +23,7 @@ import itertools
 import json
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import asyncpg
@@ -61,6 +62,7 @@ class Attempt:
     error: str | None = None
     at: float = 0.0  # monotonic time the answer (or the failure) arrived
     resolved: str = ""  # for unknowns: ack / fail after the retries
+    replayed: bool = False  # the retry replayed a response stored by the first attempt
 
     @property
     def path(self) -> str:
@@ -128,6 +130,7 @@ async def resolve(http: httpx.AsyncClient, world: World, attempt: Attempt) -> No
             continue
         if outcome != "unknown":
             attempt.resolved = outcome
+            attempt.replayed = response.headers.get("idempotent-replayed") == "true"
             return
     raise AssertionError(f"{attempt.key} never got a definite answer")
 
@@ -267,10 +270,13 @@ async def _run(base: str, url: str, cluster: pgcluster.Cluster, world: World) ->
     assert_books_balance(await books(url, world), world)
 
     count = {o: sum(a.outcome == o for a in ledger) for o in ("ack", "fail", "unknown")}
+    answers = Counter(f"{a.status} {a.error or ''}".strip() for a in ledger)
     return {
         "requests": len(ledger),
         **count,
+        "answers": dict(answers.most_common()),
         "unknown_resolved_ack": sum(a.resolved == "ack" for a in ledger),
+        "unknown_had_committed": sum(a.replayed for a in ledger),
         "status_503": len(server_errors),
         "backends_terminated": killed,
         "last_5xx_after_restart_s": round(last_5xx, 2),

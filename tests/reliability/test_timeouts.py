@@ -17,16 +17,8 @@ from sqlalchemy import text
 from agora.db.api import WriteUoW
 from tests.reliability.conftest import make_app, running
 from tests.reliability.world import World, app_sessions, seed
-from tests.support.databases import TestDatabases, upgrade
 
 MARGIN = 1.5  # s on top of a timeout: generous, for a loaded two-core machine
-
-
-@pytest.fixture
-async def pg_url(databases: TestDatabases) -> str:
-    url = await databases.fresh_url("postgresql")
-    await upgrade(url)
-    return url
 
 
 def timeout_app(url: str, **overrides: object) -> FastAPI:

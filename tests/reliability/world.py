@@ -3,12 +3,13 @@ the books' invariants, access tokens, and the real service in a uvicorn subproce
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +28,16 @@ from tests.support.databases import require_postgres
 
 SECRET = "reliability-secret-" + "x" * 32
 APP_NAME = "agora"  # make_engine's default application_name: how tests find the app's sessions
+
+
+async def eventually(predicate: Callable[[], bool], *, timeout: float = 20) -> None:
+    """Poll a state that no event announces (a pool's counters) until it holds; a bound, not
+    a speed goal: TimeoutError when it never does."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(0.02)
 
 
 def require_clusters() -> None:
