@@ -48,11 +48,14 @@ POOL = 10
 _keys = itertools.count(1)
 
 
-def order_request(world: World, product: int, n: int) -> dict[str, Any]:
+def order_request(world: World, n: int) -> dict[str, Any]:
+    """An order of both products. Rows are locked in ascending id order, so while the test
+    holds the second product, the request holding the first waits on it with its row lock
+    (and its Idempotency-Key's) held, and every other request waits on the first."""
     buyer = world.members[n % len(world.members)]
     return {
         "url": "/api/v1/orders",
-        "json": {"items": [{"product_id": product, "quantity": 1}]},
+        "json": {"items": [{"product_id": p, "quantity": 1} for p in sorted(world.products)]},
         "headers": {**world.headers[buyer], "Idempotency-Key": f"gone-{next(_keys):06d}"},
     }
 
@@ -90,14 +93,13 @@ async def assert_clean(url: str, app: FastAPI, world: World) -> dict[str, Any]:
 
 
 async def test_cancelled_requests_release_their_locks_and_connections(fresh_url: str) -> None:
-    world = await seed(fresh_url, members=4, cents=100_00, products=1, stock=10_000)
-    (product,) = world.products
+    world = await seed(fresh_url, members=4, cents=100_00, products=2, stock=10_000)
+    product = max(world.products)
     app = make_app(fresh_url, pool_size=POOL, max_overflow=0, pool_timeout=10)
     async with running(app), AsyncClient(transport=ASGITransport(app), base_url="http://t") as http:
         async with row_locks(fresh_url, table="product", ids=[product]):
             tasks = [
-                asyncio.create_task(http.post(**order_request(world, product, n)))
-                for n in range(REQUESTS)
+                asyncio.create_task(http.post(**order_request(world, n))) for n in range(REQUESTS)
             ]
             await wait_for_waiters(app)
             for task in tasks:
@@ -106,11 +108,13 @@ async def test_cancelled_requests_release_their_locks_and_connections(fresh_url:
             assert all(isinstance(r, asyncio.CancelledError) for r in results)
             await wait_until_idle(app)
             if fresh_url.startswith("postgresql"):
-                # While the lock is still held: no statement of the service still waits on it.
+                # While the test still holds its lock: no statement of the service waits on
+                # it, and the first product, which a cancelled request had locked, is free.
                 assert await app_sessions(fresh_url, state="active") == 0
+                assert await lockable_now(fresh_url, table="product", ids=[min(world.products)])
         await assert_clean(fresh_url, app, world)
         assert await orders_placed(fresh_url) == 0  # every one was cancelled before its commit
-        after = await http.post(**order_request(world, product, 0))
+        after = await http.post(**order_request(world, 0))
         assert after.status_code == 201, after.text
 
 
@@ -146,14 +150,14 @@ async def post_then_reset(port: int, request: dict[str, Any], gone: asyncio.Even
 
 
 async def test_abandoned_requests_on_a_real_server_leave_nothing_locked(fresh_url: str) -> None:
-    world = await seed(fresh_url, members=4, cents=100_00, products=1, stock=10_000)
-    (product,) = world.products
+    world = await seed(fresh_url, members=4, cents=100_00, products=2, stock=10_000)
+    product = max(world.products)
     app = make_app(fresh_url, pool_size=POOL, max_overflow=0, pool_timeout=1)
     gone = asyncio.Event()
     async with uvicorn_in_process(app) as port:
         async with row_locks(fresh_url, table="product", ids=[product]):
             clients = [
-                asyncio.create_task(post_then_reset(port, order_request(world, product, n), gone))
+                asyncio.create_task(post_then_reset(port, order_request(world, n), gone))
                 for n in range(REQUESTS)
             ]
             await wait_for_waiters(app)
@@ -167,7 +171,7 @@ async def test_abandoned_requests_on_a_real_server_leave_nothing_locked(fresh_ur
         settled = time.monotonic() - started
         placed = await orders_placed(fresh_url)
         async with AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            after = await http.post(**order_request(world, product, 0))
+            after = await http.post(**order_request(world, 0))
     assert after.status_code == 201, after.text
     assert 0 < placed <= REQUESTS
     print(f"\nabandoned: {REQUESTS} requests reset, {placed} orders completed, "

@@ -13,8 +13,11 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from agora.db.api import WriteUoW
+from agora.db.engine import make_engine
+from agora.db.errors import DatabaseTimeout, translate
 from tests.reliability.conftest import make_app, running
 from tests.reliability.world import World, app_sessions, seed
 
@@ -112,6 +115,7 @@ async def test_a_lock_wait_past_lock_timeout_is_503_and_the_connection_is_reused
     assert retried.status_code == 201, retried.text
     assert "idempotent-replayed" not in retried.headers
     _assert_timeout(response.status_code, response.json(), dict(response.headers))
+    assert "Another transaction holds a row" in response.json()["detail"]
     assert 0.3 <= elapsed < 0.3 + MARGIN
 
 
@@ -127,3 +131,33 @@ async def test_a_lock_wait_without_lock_timeout_stops_at_statement_timeout(
         elapsed = time.monotonic() - started
     _assert_timeout(response.status_code, response.json(), dict(response.headers))
     assert 0.4 <= elapsed < 0.4 + MARGIN
+
+
+async def test_asyncpg_timeouts_translate_to_database_timeout(pg_url: str, world: World) -> None:
+    """The data layer alone: asyncpg's QueryCanceledError (statement_timeout) and
+    LockNotAvailableError (lock_timeout) both become a typed 503 `DatabaseTimeout`."""
+    (product,) = world.products
+    engine = make_engine(pg_url, statement_timeout_ms=200, lock_timeout_ms=100)
+    try:
+        async with engine.connect() as holder, engine.connect() as waiter:
+            await holder.execute(
+                text("SELECT 1 FROM product WHERE id = :id FOR UPDATE"), {"id": product}
+            )
+            with pytest.raises(DBAPIError) as lock_wait:
+                await waiter.execute(
+                    text("SELECT 1 FROM product WHERE id = :id FOR UPDATE"), {"id": product}
+                )
+            await waiter.rollback()
+            with pytest.raises(DBAPIError) as slow:
+                await waiter.execute(text("SELECT pg_sleep(2)"))
+    finally:
+        await engine.dispose()
+    assert isinstance(
+        getattr(lock_wait.value.orig, "__cause__", None), asyncpg.LockNotAvailableError
+    )
+    assert isinstance(getattr(slow.value.orig, "__cause__", None), asyncpg.QueryCanceledError)
+    for raised in (lock_wait.value, slow.value):
+        typed = translate(raised)
+        assert isinstance(typed, DatabaseTimeout)
+        assert typed.status_code == 503
+    assert "Another transaction holds a row" in str(translate(lock_wait.value))

@@ -201,7 +201,8 @@ _PG_CLASSES: dict[str, type[IntegrityViolation]] = {
     "23502": NotNullViolation,
 }
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
-_PG_TIMEOUTS = frozenset({"57014", "55P03"})  # statement timeout / cancel, lock timeout
+_PG_STATEMENT_TIMEOUT = "57014"  # query_canceled: statement_timeout (or a cancel request)
+_PG_LOCK_TIMEOUT = "55P03"  # lock_not_available: lock_timeout, or NOWAIT
 _PG_INVALID_DATA_CLASS = "22"  # data exceptions: NUL bytes, out-of-range numbers, ...
 _PG_NUMERIC_OUT_OF_RANGE = "22003"
 _PG_BAD_CHARACTER = "22021"  # e.g. a NUL byte, which PostgreSQL text cannot hold
@@ -278,8 +279,12 @@ def _translate_pg(exc: sa_exc.DBAPIError, code: str) -> AppError | None:
             (column,) if column else ()
         )
         return _violation(_PG_CLASSES[code], constraint=constraint, table=table, fields=fields)
-    if code in _PG_TIMEOUTS:
+    if code == _PG_STATEMENT_TIMEOUT:
         return DatabaseTimeout()
+    if code == _PG_LOCK_TIMEOUT:
+        return DatabaseTimeout(
+            "Another transaction holds a row this request needs; try again shortly"
+        )
     if code in _PG_UNAVAILABLE or exc.connection_invalidated:
         return DatabaseUnavailable()
     if code in RETRYABLE_SQLSTATES:
