@@ -78,9 +78,10 @@ class UnitOfWork:
         await _translated(self.session.flush())
 
     async def commit(self) -> None:
-        """Flush, then COMMIT. A failure of the flush (or of anything before) means nothing
-        was written; a connection failure during COMMIT itself leaves the outcome unknown and
-        raises `CommitOutcomeUnknown` (503), so a client can tell the two apart."""
+        """Flush, then COMMIT. A failure of the flush (or of anything before it), or an error
+        the server answers COMMIT with, means nothing was written. A connection failure during
+        COMMIT leaves the outcome unknown: `CommitOutcomeUnknown` (503), so a client can tell
+        the two apart (and retry with the same Idempotency-Key)."""
         await self.flush()
         try:
             await self.session.commit()
