@@ -31,11 +31,15 @@ def through(url: str, proxy: OutageProxy) -> str:
     return make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
 
 
-def cut_at_next_commit(db: Database, proxy: OutageProxy) -> None:
-    """Reset the connection just before the next COMMIT goes out (once)."""
+def cut_at_next_commit(db: Database, proxy: OutageProxy, *, after_the_server: bool) -> None:
+    """At the next COMMIT (once), reset the connection before it goes out, or let it reach
+    the server and lose the reply (`after_the_server`): then the commit did happen."""
 
     def on_commit(_conn: Any) -> None:
-        proxy.cut()
+        if after_the_server:
+            proxy.lose_replies_then_cut(after=0.3)
+        else:
+            proxy.cut()
 
     event.listen(db.engine.sync_engine, "commit", on_commit, once=True)
 
@@ -55,8 +59,11 @@ async def test_losing_the_connection_before_commit_is_definite(
         assert not isinstance(raised.value, CommitOutcomeUnknown)
 
 
+@pytest.mark.parametrize(
+    "committed", [False, True], ids=["cut-before-the-server", "reply-lost-after-the-commit"]
+)
 async def test_losing_the_connection_during_commit_is_an_unknown_outcome_resolved_by_a_retry(
-    pg_url: str, proxy: OutageProxy
+    pg_url: str, proxy: OutageProxy, committed: bool
 ) -> None:
     world: World = await seed(pg_url, members=2, cents=10_00)
     sender, receiver = world.members
@@ -64,7 +71,7 @@ async def test_losing_the_connection_during_commit_is_an_unknown_outcome_resolve
     body = {"to_user_id": receiver, "amount": "1.25"}
     headers = {**world.headers[sender], "Idempotency-Key": "commit-cut-0001"}
     async with running(app), AsyncClient(transport=ASGITransport(app), base_url="http://t") as http:
-        cut_at_next_commit(app.state.db, proxy)
+        cut_at_next_commit(app.state.db, proxy, after_the_server=committed)
         first = await http.post("/api/v1/credits/transfers", json=body, headers=headers)
         retried = await http.post("/api/v1/credits/transfers", json=body, headers=headers)
         again = await http.post("/api/v1/credits/transfers", json=body, headers=headers)
@@ -81,6 +88,8 @@ async def test_losing_the_connection_during_commit_is_an_unknown_outcome_resolve
     assert first.json()["error"] == "CommitOutcomeUnknown"
     assert first.headers["retry-after"] == "1"
     assert retried.status_code == 201, retried.text
+    # The retry did the work, or replayed the work the lost commit had done.
+    assert retried.headers.get("idempotent-replayed") == ("true" if committed else None)
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == retried.json()
     assert rows == [125]  # exactly once

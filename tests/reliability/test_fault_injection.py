@@ -63,6 +63,7 @@ class Attempt:
     at: float = 0.0  # monotonic time the answer (or the failure) arrived
     resolved: str = ""  # for unknowns: ack / fail after the retries
     replayed: bool = False  # the retry replayed a response stored by the first attempt
+    row_id: int | None = None  # the transfer's or order's id in a 2xx answer
 
     @property
     def path(self) -> str:
@@ -112,6 +113,8 @@ async def client(
         else:
             attempt.status = response.status_code
             attempt.outcome, attempt.error = classify(response)
+            if attempt.outcome == "ack":
+                attempt.row_id = response.json()["id"]
         attempt.at = time.monotonic()
 
 
@@ -261,6 +264,7 @@ async def _run(base: str, url: str, cluster: pgcluster.Cluster, world: World) ->
             continue
         assert body is not None, f"an acknowledged request is missing: {attempt}"
         row_id = json.loads(body)["id"]
+        assert attempt.row_id in (None, row_id), attempt  # the id the client was given
         assert row_id in (db.transfer_ids if attempt.kind == "transfer" else db.order_ids)
     # Exactly once: one ledger row per stored transfer key, one order per stored order key.
     kinds = {a.key: a.kind for a in ledger}
