@@ -152,7 +152,16 @@ async def post_then_reset(port: int, request: dict[str, Any], gone: asyncio.Even
 async def test_abandoned_requests_on_a_real_server_leave_nothing_locked(fresh_url: str) -> None:
     world = await seed(fresh_url, members=4, cents=100_00, products=2, stock=10_000)
     product = max(world.products)
-    app = make_app(fresh_url, pool_size=POOL, max_overflow=0, pool_timeout=1)
+    # The requests holding a connection wait as long as the test holds the row, however
+    # slow the machine: no lock or busy timeout cuts their wait short.
+    app = make_app(
+        fresh_url,
+        pool_size=POOL,
+        max_overflow=0,
+        pool_timeout=1,
+        lock_timeout_ms=0,
+        sqlite_busy_timeout_ms=60_000,
+    )
     gone = asyncio.Event()
     async with uvicorn_in_process(app) as port:
         async with row_locks(fresh_url, table="product", ids=[product]):

@@ -22,13 +22,14 @@ import asyncio
 import itertools
 import json
 import random
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 from sqlalchemy import select
 
 from agora.db.engine import make_engine
@@ -199,11 +200,15 @@ async def stored(url: str) -> Stored:
     return Stored(keys, transfers, orders)
 
 
-def test_acknowledged_writes_survive_killed_backends_and_a_restart(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
+def test_acknowledged_writes_survive_killed_backends_and_a_restart() -> None:
     require_clusters()
-    workdir = tmp_path_factory.mktemp("faults")
+    # Not under pytest's tmp_path: any pytest run starting meanwhile (same user) resets
+    # /tmp/pytest-of-<user> to 0700, and the server, running as `postgres`, loses its path.
+    with tempfile.TemporaryDirectory(prefix="agora-faults-") as tmp:
+        _fault_injection(Path(tmp))
+
+
+def _fault_injection(workdir: Path) -> None:
     with pgcluster.throwaway_cluster(workdir / "pg") as cluster:
         cluster.psql("CREATE DATABASE agora")
         url = cluster.url("agora")
