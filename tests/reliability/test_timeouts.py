@@ -115,7 +115,7 @@ async def test_a_lock_wait_past_lock_timeout_is_503_and_the_connection_is_reused
     assert retried.status_code == 201, retried.text
     assert "idempotent-replayed" not in retried.headers
     _assert_timeout(response.status_code, response.json(), dict(response.headers))
-    assert "Another transaction holds a row" in response.json()["detail"]
+    assert "Another transaction holds a lock" in response.json()["detail"]
     assert 0.3 <= elapsed < 0.3 + MARGIN
 
 
@@ -160,4 +160,4 @@ async def test_asyncpg_timeouts_translate_to_database_timeout(pg_url: str, world
         typed = translate(raised)
         assert isinstance(typed, DatabaseTimeout)
         assert typed.status_code == 503
-    assert "Another transaction holds a row" in str(translate(lock_wait.value))
+    assert "Another transaction holds a lock" in str(translate(lock_wait.value))

@@ -145,7 +145,8 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 
 class DatabaseTimeout(ServiceUnavailable):
-    """A statement ran past `statement_timeout`, or waited for a lock past `lock_timeout`.
+    """A statement ran past `statement_timeout` or waited for a lock past `lock_timeout`
+    (PostgreSQL), or a SQLite writer waited for the write lock past the busy timeout.
 
     503 rather than 504: the service is not a gateway, the database refused to wait any
     longer and rolled the transaction back, and the same `Retry-After` advice as for an
@@ -158,9 +159,10 @@ class DatabaseTimeout(ServiceUnavailable):
 class CommitOutcomeUnknown(DatabaseUnavailable):
     """The connection failed while COMMIT was on its way: the change may or may not be stored.
 
-    Every other database error of a write means COMMIT was never sent, so nothing was
-    written; this one alone leaves the outcome open. Retry with the same Idempotency-Key
-    (the retry replays the stored response, or does the work once), or read before repeating.
+    Every other database error of a write means nothing was written (COMMIT was never sent,
+    or the server answered it with an error); this one alone leaves the outcome open. Retry
+    with the same Idempotency-Key (the retry replays the stored response, or does the work
+    once), or read before repeating.
     """
 
     default_detail = (
@@ -283,7 +285,7 @@ def _translate_pg(exc: sa_exc.DBAPIError, code: str) -> AppError | None:
         return DatabaseTimeout()
     if code == _PG_LOCK_TIMEOUT:
         return DatabaseTimeout(
-            "Another transaction holds a row this request needs; try again shortly"
+            "Another transaction holds a lock this request needs; try again shortly"
         )
     if code in _PG_UNAVAILABLE or exc.connection_invalidated:
         return DatabaseUnavailable()
