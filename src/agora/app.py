@@ -43,6 +43,7 @@ def make_database(settings: Settings) -> Database:
             pool_recycle=settings.pool_recycle,
             pool_pre_ping=settings.pool_pre_ping,
             statement_timeout_ms=settings.statement_timeout_ms,
+            lock_timeout_ms=settings.lock_timeout_ms,
             idle_in_transaction_timeout_ms=settings.idle_in_transaction_timeout_ms,
             sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             connect_timeout=settings.connect_timeout,

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     pool_recycle: int = Field(default=1800, ge=-1)
     pool_pre_ping: bool = False  # a round trip per checkout; see README
     statement_timeout_ms: int = Field(default=30_000, ge=0)
+    lock_timeout_ms: int = Field(default=10_000, ge=0)  # 0: wait up to statement_timeout
     idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)
     sqlite_busy_timeout_ms: int = Field(default=5_000, ge=0)
     health_timeout: float = Field(default=2.0, gt=0, le=60)

@@ -92,7 +92,10 @@ async def test_sqlite_foreign_keys_are_enforced(tmp_path: Path) -> None:
 
 async def test_postgres_session_settings(pg_database_url: str) -> None:
     engine = make_engine(
-        pg_database_url, statement_timeout_ms=1234, idle_in_transaction_timeout_ms=5678
+        pg_database_url,
+        statement_timeout_ms=1234,
+        lock_timeout_ms=345,
+        idle_in_transaction_timeout_ms=5678,
     )
     try:
         async with engine.connect() as conn:
@@ -101,12 +104,14 @@ async def test_postgres_session_settings(pg_database_url: str) -> None:
                 for name in (
                     "application_name",
                     "statement_timeout",
+                    "lock_timeout",
                     "idle_in_transaction_session_timeout",
                 )
             }
         assert shown == {
             "application_name": "agora",
             "statement_timeout": "1234ms",
+            "lock_timeout": "345ms",
             "idle_in_transaction_session_timeout": "5678ms",
         }
         assert engine.pool.size() == 10  # type: ignore[attr-defined]

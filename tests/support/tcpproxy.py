@@ -16,11 +16,15 @@ class OutageProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.replies_muted = False
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, replies: bool = False
+    ) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
+                if replies and self.replies_muted:
+                    continue  # lost on the way back to the client
                 writer.write(data)
                 await writer.drain()
 
@@ -37,7 +41,7 @@ class OutageProxy:
         self._writers |= {c_writer, s_writer}
         pumps = {
             asyncio.ensure_future(self._pump(c_reader, s_writer)),
-            asyncio.ensure_future(self._pump(s_reader, c_writer)),
+            asyncio.ensure_future(self._pump(s_reader, c_writer, replies=True)),
         }
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -55,14 +59,26 @@ class OutageProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
+    def cut(self) -> None:
+        """Reset the open connections (new ones are still accepted), as a network blip would.
+        Synchronous, so a SQLAlchemy event hook can call it at an exact point."""
+        self.replies_muted = False
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    def lose_replies_then_cut(self, after: float) -> None:
+        """From now on drop what the server sends (requests still reach it), and cut the
+        connections `after` seconds later: the server acts, the client never hears of it."""
+        self.replies_muted = True
+        asyncio.get_running_loop().call_later(after, self.cut)
+
     async def down(self) -> None:
         """Refuse new connections and cut the open ones, as a crashed server would."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
+        self.cut()
         if server is not None:
             await server.wait_closed()
 

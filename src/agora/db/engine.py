@@ -12,14 +12,17 @@ One function, `make_engine`, builds an `AsyncEngine` for SQLite (aiosqlite) or P
   Every connection also gets the Unicode-aware `lower()` that `agora.db.filters.contains`
   needs (`enable_sqlite_search`).
 * PostgreSQL: a queue pool of the configured size, `application_name`, and server-side
-  `statement_timeout` / `idle_in_transaction_session_timeout` sent in the startup packet (no
-  extra round trip); opening a connection gives up after `connect_timeout` seconds.
+  `statement_timeout` / `lock_timeout` / `idle_in_transaction_session_timeout` sent in the
+  startup packet (no extra round trip); opening a connection gives up after `connect_timeout`
+  seconds. `lock_timeout` bounds the wait for a row or table lock on its own, so a request
+  stuck behind another transaction's lock gives up (SQLSTATE 55P03) well before the
+  statement timeout.
 * PostgreSQL behind PgBouncer in transaction pooling mode (`pgbouncer=True`): consecutive
   transactions of one client connection may run on different server connections, so no
   named prepared statement may outlive its transaction. asyncpg's statement cache and
   SQLAlchemy's are switched off and every statement asyncpg still prepares gets a unique
   name (https://docs.sqlalchemy.org/en/20/dialects/postgresql.html#prepared-statement-name-with-pgbouncer).
-  The two timeouts are *not* sent in the startup packet, which PgBouncer refuses ("unsupported
+  The three timeouts are *not* sent in the startup packet, which PgBouncer refuses ("unsupported
   startup parameter") unless listed in its `ignore_startup_parameters`; set them on the
   server instead (`ALTER ROLE ... SET statement_timeout = ...`), see docs/deploy.md.
   SQLAlchemy's asyncpg adapter prepares each statement, then executes it: two exchanges that
@@ -99,6 +102,7 @@ def make_engine(
     pool_recycle: int = 1800,
     pool_pre_ping: bool = False,
     statement_timeout_ms: int = 30_000,
+    lock_timeout_ms: int = 0,
     idle_in_transaction_timeout_ms: int = 60_000,
     sqlite_busy_timeout_ms: int = 5_000,
     connect_timeout: float | None = 5.0,
@@ -142,6 +146,8 @@ def make_engine(
         args.setdefault("prepared_statement_name_func", _unique_statement_name)
     elif statement_timeout_ms:
         server_settings.setdefault("statement_timeout", str(statement_timeout_ms))
+    if lock_timeout_ms and not pgbouncer:
+        server_settings.setdefault("lock_timeout", str(lock_timeout_ms))
     if idle_in_transaction_timeout_ms and not pgbouncer:
         server_settings.setdefault(
             "idle_in_transaction_session_timeout", str(idle_in_transaction_timeout_ms)

@@ -145,7 +145,30 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 
 class DatabaseTimeout(ServiceUnavailable):
+    """A statement ran past `statement_timeout` or waited for a lock past `lock_timeout`
+    (PostgreSQL), or a SQLite writer waited for the write lock past the busy timeout.
+
+    503 rather than 504: the service is not a gateway, the database refused to wait any
+    longer and rolled the transaction back, and the same `Retry-After` advice as for an
+    unreachable database applies.
+    """
+
     default_detail = "The database did not answer in time; try again shortly"
+
+
+class CommitOutcomeUnknown(DatabaseUnavailable):
+    """The connection failed while COMMIT was on its way: the change may or may not be stored.
+
+    Every other database error of a write means nothing was written (COMMIT was never sent,
+    or the server answered it with an error); this one alone leaves the outcome open. Retry
+    with the same Idempotency-Key (the retry replays the stored response, or does the work
+    once), or read before repeating.
+    """
+
+    default_detail = (
+        "The connection to the database failed during the commit: the change may or may not "
+        "have been applied. Retry with the same Idempotency-Key, or check before repeating it"
+    )
 
 
 # --- constraint registry --------------------------------------------------------------------
@@ -180,7 +203,8 @@ _PG_CLASSES: dict[str, type[IntegrityViolation]] = {
     "23502": NotNullViolation,
 }
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
-_PG_TIMEOUTS = frozenset({"57014", "55P03"})  # statement timeout / cancel, lock timeout
+_PG_STATEMENT_TIMEOUT = "57014"  # query_canceled: statement_timeout (or a cancel request)
+_PG_LOCK_TIMEOUT = "55P03"  # lock_not_available: lock_timeout, or NOWAIT
 _PG_INVALID_DATA_CLASS = "22"  # data exceptions: NUL bytes, out-of-range numbers, ...
 _PG_NUMERIC_OUT_OF_RANGE = "22003"
 _PG_BAD_CHARACTER = "22021"  # e.g. a NUL byte, which PostgreSQL text cannot hold
@@ -257,8 +281,12 @@ def _translate_pg(exc: sa_exc.DBAPIError, code: str) -> AppError | None:
             (column,) if column else ()
         )
         return _violation(_PG_CLASSES[code], constraint=constraint, table=table, fields=fields)
-    if code in _PG_TIMEOUTS:
+    if code == _PG_STATEMENT_TIMEOUT:
         return DatabaseTimeout()
+    if code == _PG_LOCK_TIMEOUT:
+        return DatabaseTimeout(
+            "Another transaction holds a lock this request needs; try again shortly"
+        )
     if code in _PG_UNAVAILABLE or exc.connection_invalidated:
         return DatabaseUnavailable()
     if code in RETRYABLE_SQLSTATES:

@@ -24,7 +24,14 @@ from typing import Any, Self, TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agora.db.errors import is_retryable, translating
+from agora.db.errors import (
+    CommitOutcomeUnknown,
+    ServiceUnavailable,
+    is_retryable,
+    sqlstate,
+    translate,
+    translating,
+)
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -77,7 +84,24 @@ class UnitOfWork:
         await _translated(self.session.flush())
 
     async def commit(self) -> None:
-        await _translated(self.session.commit())
+        """Flush, then COMMIT. A failure of the flush (or of anything before it), or an error
+        the server answers COMMIT with, means nothing was written. A connection failure during
+        COMMIT leaves the outcome unknown: `CommitOutcomeUnknown` (503), so a client can tell
+        the two apart (and retry with the same Idempotency-Key)."""
+        await self.flush()
+        try:
+            await self.session.commit()
+        except Exception as exc:
+            if is_retryable(exc):  # the server rolled back: `retrying` may run it again
+                raise
+            typed = translate(exc)
+            if isinstance(typed, ServiceUnavailable) or (
+                typed is None and isinstance(exc, DBAPIError) and sqlstate(exc) is None
+            ):
+                raise CommitOutcomeUnknown() from exc
+            if typed is None or typed is exc:
+                raise
+            raise typed from exc
         if self._on_commit is not None:
             self._on_commit()
 
