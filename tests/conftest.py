@@ -10,7 +10,7 @@ for this run. Each test runs inside an outer transaction that is rolled back at 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from agora.db.engine import make_engine
 from agora.db.session import Database
 from agora.db.testing import isolated_connection, rollback_session_factory
 from agora.db.uow import UnitOfWork
+from tests.support import pgcluster
 from tests.support.databases import BACKENDS, TestDatabases
 
 pytest_plugins = ["agora.db.pytest_plugin"]
@@ -109,3 +110,12 @@ def subprocess_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGORA_")}
     env["AGORA_ENV"] = "test"
     return env
+
+
+@pytest.fixture
+def cluster_dir() -> Iterator[Path]:
+    """A directory for throwaway PostgreSQL clusters (tests/support/pgcluster.py); skipped,
+    or failed under AGORA_REQUIRE_POSTGRES, where this machine cannot run a server of its own."""
+    pgcluster.require()
+    with pgcluster.workdir() as path:
+        yield path

@@ -4,20 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.support import pgcluster
-from tests.support.databases import require_postgres
-
-
-@pytest.fixture
-def cluster_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reason = pgcluster.available()
-    if reason is not None:
-        if require_postgres():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return tmp_path_factory.mktemp("cluster")
 
 
 def test_a_throwaway_primary_streams_to_its_replica_and_survives_a_restart(

@@ -22,7 +22,6 @@ import asyncio
 import itertools
 import json
 import random
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ from tests.reliability.world import (
     World,
     assert_books_balance,
     books,
-    require_clusters,
     seed,
     uvicorn_server,
 )
@@ -201,11 +199,9 @@ async def stored(url: str) -> Stored:
 
 
 def test_acknowledged_writes_survive_killed_backends_and_a_restart() -> None:
-    require_clusters()
-    # Not under pytest's tmp_path: any pytest run starting meanwhile (same user) resets
-    # /tmp/pytest-of-<user> to 0700, and the server, running as `postgres`, loses its path.
-    with tempfile.TemporaryDirectory(prefix="agora-faults-") as tmp:
-        _fault_injection(Path(tmp))
+    pgcluster.require()
+    with pgcluster.workdir("agora-faults-") as tmp:
+        _fault_injection(tmp)
 
 
 def _fault_injection(workdir: Path) -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import func, insert, select, text
 
 from agora.db.engine import make_engine
@@ -24,7 +23,6 @@ from agora.members.security import Tokens
 from agora.models.market import CreditTransfer, OrderItem, Product, TransferKind
 from agora.models.user import User
 from tests.support import pgcluster
-from tests.support.databases import require_postgres
 
 SECRET = "reliability-secret-" + "x" * 32
 APP_NAME = "agora"  # make_engine's default application_name: how tests find the app's sessions
@@ -38,15 +36,6 @@ async def eventually(predicate: Callable[[], bool], *, timeout: float = 20) -> N
             if predicate():
                 return
             await asyncio.sleep(0.02)
-
-
-def require_clusters() -> None:
-    """Skip (or fail, when PostgreSQL is required) without throwaway-cluster support."""
-    reason = pgcluster.available()
-    if reason is not None:
-        if require_postgres():
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @dataclass

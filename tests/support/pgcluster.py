@@ -25,6 +25,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,32 @@ def available() -> str | None:
         except KeyError:
             return "running as root but there is no 'postgres' OS user to run the server as"
     return None
+
+
+def require() -> None:
+    """Skip the calling test without throwaway-cluster support (fail under
+    AGORA_REQUIRE_POSTGRES, where a skipped PostgreSQL check is a failure)."""
+    import pytest
+
+    from tests.support.databases import require_postgres
+
+    reason = available()
+    if reason is not None:
+        if require_postgres():
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def workdir(prefix: str = "agora-pg-") -> Iterator[Path]:
+    """A fresh directory for clusters, removed afterwards.
+
+    Deliberately not under pytest's tmp_path: a pytest run starting meanwhile (same user)
+    resets /tmp/pytest-of-<user> to 0700, and a server running as `postgres` loses its data
+    directory's path.
+    """
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
 
 
 def free_port() -> int:
