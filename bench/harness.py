@@ -182,6 +182,15 @@ class Server:
         self.stop()
         raise HarnessError(f"{self.name} did not answer {url} within {timeout:.0f} s")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far (Linux /proc)."""
+        assert self.process is not None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -236,6 +245,7 @@ class Side:
     server: Server
     load: Load
     results: list[WrkResult] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # server CPU seconds per request, per round
 
     def median(self, attr: str = "rps") -> float:
         return statistics.median(float(getattr(r, attr)) for r in self.results)
@@ -250,7 +260,10 @@ def interleave(
             run_wrk(wrk, side.server.port, side.load, warmup)
     for _ in range(rounds):
         for side in sides:
-            side.results.append(run_wrk(wrk, side.server.port, side.load, seconds))
+            cpu = side.server.cpu_seconds()
+            result = run_wrk(wrk, side.server.port, side.load, seconds)
+            side.results.append(result)
+            side.cpu.append((side.server.cpu_seconds() - cpu) / max(1, result.requests))
 
 
 def ms(seconds: float) -> str:
@@ -260,20 +273,22 @@ def ms(seconds: float) -> str:
 def rps_table(sides: Sequence[Side]) -> list[str]:
     """Per-round requests/s and latencies of each side, and their medians and ranges."""
     lines = [
-        "| side | round | requests/s | p50 ms | p99 ms | non-2xx | socket errors |",
-        "|---|---|---|---|---|---|---|",
+        "| side | round | requests/s | server CPU µs/request | p50 ms | p99 ms | non-2xx | "
+        "socket errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for side in sides:
-        for i, r in enumerate(side.results, 1):
+        for i, (r, cpu) in enumerate(zip(side.results, side.cpu, strict=True), 1):
             lines.append(
-                f"| {side.name} | {i} | {r.rps:,.0f} | {ms(r.p50)} | {ms(r.p99)} | "
-                f"{r.non_2xx} | {r.socket_errors} |"
+                f"| {side.name} | {i} | {r.rps:,.0f} | {cpu * 1e6:,.0f} | {ms(r.p50)} | "
+                f"{ms(r.p99)} | {r.non_2xx} | {r.socket_errors} |"
             )
         rates = [r.rps for r in side.results]
         lines.append(
             f"| **{side.name}** | median (min-max) | **{statistics.median(rates):,.0f}** "
-            f"({min(rates):,.0f}-{max(rates):,.0f}) | {ms(side.median('p50'))} | "
-            f"{ms(side.median('p99'))} | {sum(r.non_2xx for r in side.results)} | "
+            f"({min(rates):,.0f}-{max(rates):,.0f}) | {statistics.median(side.cpu) * 1e6:,.0f} | "
+            f"{ms(side.median('p50'))} | {ms(side.median('p99'))} | "
+            f"{sum(r.non_2xx for r in side.results)} | "
             f"{sum(r.socket_errors for r in side.results)} |"
         )
     return lines

@@ -85,7 +85,9 @@ class Section:
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AGORA_", "BENCH_"))}
-    return {**base, "PYTHONPATH": str(REPO_ROOT), **extra}
+    # The checkout's own sources first, whatever the environment has installed.
+    path = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)])
+    return {**base, "PYTHONPATH": path, **extra}
 
 
 def agora_server(cfg: Config, name: str, database_url: str, **settings: str) -> Server:

@@ -20,7 +20,7 @@ from tests.support.databases import require_postgres
 
 ROW = re.compile(
     r"^\| \*\*(?P<side>[^*]+)\*\* \| median \(min-max\) \| \*\*(?P<rps>[\d,]+)\*\* .*? \| "
-    r"(?P<non2xx>\d+) \| (?P<errors>\d+) \|$",
+    r"(?P<cpu>[\d,]+) \| .*? \| (?P<non2xx>\d+) \| (?P<errors>\d+) \|$",
     re.M,
 )
 
@@ -78,6 +78,7 @@ def test_bench_harness_smoke(
         assert set(rows) == {"Agora", baseline}, sections[name]
         for row in rows.values():
             assert int(row["rps"].replace(",", "")) > 0, sections[name]
+            assert int(row["cpu"].replace(",", "")) > 0, sections[name]
             assert (row["non2xx"], row["errors"]) == ("0", "0"), sections[name]
         assert re.search(r"Ratio Agora / .*?: \*\*\d+\.\d\d\*\*", sections[name])
     assert "5xx responses (counted by the Lua script): **0**" in sections["S6"]
