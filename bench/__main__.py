@@ -34,7 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("scenarios", nargs="*", default=["all"], help="all, or any of s1 ... s7")
-    parser.add_argument("--quick", action="store_true", help="tiny data, 1 round of 1 s (smoke)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny data, 1 round of 1 s, no cache (smoke)"
+    )
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
     parser.add_argument("--duration", type=float, help="seconds per wrk run (default 10)")
     parser.add_argument("--warmup", type=float, help="seconds of wrk warm-up per server")
@@ -74,6 +76,7 @@ def config(args: argparse.Namespace) -> Config:
             connections=8,
             pgbench_seconds=1,
             pgbench_scale=1,
+            forum_cache=False,  # a 500-post forum is not worth keeping
         )
     overrides = {
         "rounds": args.rounds,
