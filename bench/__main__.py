@@ -15,6 +15,7 @@ import dataclasses
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -177,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: running", file=sys.stderr, flush=True)
             sections.append(SCENARIOS[name](cfg, wrk, data))
             print(f"{name}: done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    except BaseException:
+        print(f"servers' logs and scratch files kept in {cfg.workdir}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(cfg.workdir, ignore_errors=True)  # logs, tokens, the SQLite file
     finally:
         data.drop()
     lines = header(cfg, args, yardstick, wrk)
