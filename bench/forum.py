@@ -1,8 +1,7 @@
-"""A page of 20 posts with authors and tags through HTTP, on a large PostgreSQL forum.
+"""S3: a page of 20 posts with authors and tags, on a large PostgreSQL forum.
 
-    uv run python -m bench.forum [--posts 200000] [--rounds 7] [--calls 20]
-
-Builds a throwaway database (migrated with the real migrations, filled with COPY), then
+Run through the harness: `uv run python -m bench s3 [--posts N]`. Builds (or reuses, see
+`forum_database`) a database migrated with the real migrations and filled with COPY, then
 measures `GET /api/v1/posts` through the whole application in-process (httpx + ASGI
 transport: routing, dependencies, SQL, serialization; no sockets):
 
@@ -10,28 +9,27 @@ transport: routing, dependencies, SQL, serialization; no sockets):
 * a cursor page at the deepest position (the last page of the listing);
 * an offset page at depth 10 000 (the deepest offset the API allows).
 
-Prints a Markdown table of medians and the ratio of each to the first page. The issue's
-target is 1M posts (`--posts 1000000`, a few minutes to build); the default builds in well
-under two minutes. Set `BENCH_POSTGRES_URL` to the server (default: local, user postgres).
+Returns a Markdown table of medians and the ratio of each to the first page.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import random
 import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from alembic import command
+from alembic.script import ScriptDirectory
 from httpx import ASGITransport, AsyncClient
 from itsdangerous import URLSafeSerializer
+from sqlalchemy.engine import URL
 
 from agora.app import create_app
 from agora.config import Settings
@@ -40,25 +38,10 @@ from agora.db.engine import make_engine
 from agora.db.session import Database
 from agora.migrate import alembic_config
 
-PG_SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "bench-secret-bench-secret-bench-secret"  # noqa: S105 - a throwaway database
 PAGE = 20
 OFFSET_DEPTH = 10_000
 WORDS = [f"w{n:04d}" for n in range(3000)] + ["rust", "python", "async", "forum", "market"]
-
-
-@asynccontextmanager
-async def throwaway_database(server: str) -> AsyncIterator[str]:
-    name = f"agora_bench_forum_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(server)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    try:
-        yield server.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        conn = await asyncpg.connect(server)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
 
 
 async def fill(dsn: str, *, posts: int, users: int, tags: int, tags_per_post: int) -> float:
@@ -163,53 +146,137 @@ async def measure(
     return results
 
 
-def report(results: dict[str, list[float]], *, posts: int, build_seconds: float) -> str:
+@dataclass(frozen=True)
+class ForumResult:
+    lines: list[str]
+    deep_over_first: float
+
+
+def report(results: dict[str, list[float]], *, posts: int, build: str) -> ForumResult:
     first = statistics.median(results["first page (cursor)"])
     lines = [
-        f"### GET /api/v1/posts, {PAGE} posts with authors and tags, {posts:,} posts "
-        f"(built in {build_seconds:.0f} s)",
+        f"{posts:,} posts ({build}), 20 per page with authors and tags. Timed in process "
+        "(httpx + ASGI transport: routing, dependencies, SQL, serialization; no sockets, no "
+        "wrk): what is compared is one page against another, not against a baseline.",
         "",
-        "| page | median ms | min-max of round medians | vs first page |",
-        "|---|---|---|---|",
+        "| page | median ms per round | median ms | min-max of round medians | vs first page |",
+        "|---|---|---|---|---|",
     ]
     for name, values in results.items():
         median = statistics.median(values)
+        per_round = ", ".join(f"{v * 1e3:.2f}" for v in values)
         lines.append(
-            f"| {name} | {median * 1e3:.2f} | {min(values) * 1e3:.2f}-{max(values) * 1e3:.2f} "
-            f"| {median / first:.2f}x |"
+            f"| {name} | {per_round} | {median * 1e3:.2f} | {min(values) * 1e3:.2f}-"
+            f"{max(values) * 1e3:.2f} | {median / first:.2f}x |"
         )
     deep = statistics.median(results["deepest cursor page"])
-    lines += ["", f"deep cursor / first page: **{deep / first:.2f}x** (goal: <= 1.5x)"]
-    return "\n".join(lines)
+    return ForumResult(lines, deep / first)
 
 
-async def run(args: argparse.Namespace) -> str:
-    async with throwaway_database(args.server) as dsn:
+def _dsn(server: URL, database: str) -> str:
+    return server.set(drivername="postgresql", database=database).render_as_string(
+        hide_password=False
+    )
+
+
+def _fingerprint(posts: int, users: int, tags: int) -> str:
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    return f"agora-bench forum posts={posts} users={users} tags={tags} head={head} v1"
+
+
+@asynccontextmanager
+async def forum_database(
+    server: URL, *, posts: int, users: int, tags: int, cache: bool
+) -> AsyncIterator[tuple[str, str]]:
+    """A migrated, filled forum database: (dsn, how it was obtained).
+
+    With `cache`, the database `agora_bench_forum_<posts>` is kept and reused by the next run
+    when its comment records the same parameters and migration head; otherwise it is
+    rebuilt. Without, a throwaway database is built and dropped.
+    """
+    name = f"agora_bench_forum_{posts}" if cache else f"agora_bench_forum_{uuid.uuid4().hex[:8]}"
+    fingerprint = _fingerprint(posts, users, tags)
+    admin = await asyncpg.connect(_dsn(server, "postgres"))
+    try:
+        found = await admin.fetchval(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            name,
+        )
+        reuse = cache and found == fingerprint
+        if not reuse:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = _dsn(server, name)
+    try:
+        if reuse:
+            how = "cached database reused"
+        else:
+            url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+            # env.py runs its own event loop: Alembic goes to a worker thread.
+            await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+            seconds = await fill(dsn, posts=posts, users=users, tags=tags, tags_per_post=3)
+            how = f"built with COPY in {seconds:.0f} s"
+            if cache:
+                admin = await asyncpg.connect(_dsn(server, "postgres"))
+                try:
+                    literal = fingerprint.replace("'", "''")
+                    await admin.execute(f"COMMENT ON DATABASE \"{name}\" IS '{literal}'")
+                finally:
+                    await admin.close()
+        yield dsn, how
+    finally:
+        if not cache:
+            admin = await asyncpg.connect(_dsn(server, "postgres"))
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+
+async def scenario(
+    server: URL,
+    *,
+    posts: int,
+    rounds: int,
+    calls: int = 20,
+    users: int = 1000,
+    tags: int = 200,
+    cache: bool = True,
+) -> ForumResult:
+    """S3: first page, deepest cursor page and offset 10 000 of `GET /api/v1/posts`."""
+    if posts < PAGE + 1:
+        raise ValueError(f"S3 needs more than {PAGE} posts")
+    async with forum_database(server, posts=posts, users=users, tags=tags, cache=cache) as (
+        dsn,
+        how,
+    ):
         url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-        # env.py runs its own event loop: Alembic goes to a worker thread.
-        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
-        build = await fill(dsn, posts=args.posts, users=args.users, tags=args.tags, tags_per_post=3)
         settings = Settings(database_url=url, env="test", secret_key=SECRET)
         database = Database(make_engine(url, pool_size=5))
         app = create_app(settings, database=database)
         try:
             transport = ASGITransport(app=app)
             async with AsyncClient(transport=transport, base_url="http://bench") as http:
-                return await _measure_http(http, dsn, args, build)
+                results = await _measure_http(http, dsn, posts=posts, rounds=rounds, calls=calls)
         finally:
             await app.state.members.aclose()
             await database.dispose()
+    return report(results, posts=posts, build=how)
 
 
-async def _measure_http(http: AsyncClient, dsn: str, args: argparse.Namespace, build: float) -> str:
+async def _measure_http(
+    http: AsyncClient, dsn: str, *, posts: int, rounds: int, calls: int
+) -> dict[str, list[float]]:
     async def get(**params: str | int) -> None:
         response = await http.get("/api/v1/posts", params={"limit": PAGE, **params})
         assert response.status_code == 200, response.text
         assert len(response.json()["items"]) == PAGE
 
     first = await http.get("/api/v1/posts", params={"limit": PAGE, "cursor": ""})
-    deep = await deepest_cursor(dsn, first.json()["next_cursor"], posts=args.posts)
-    depth = min(OFFSET_DEPTH, args.posts - PAGE)
+    deep = await deepest_cursor(dsn, first.json()["next_cursor"], posts=posts)
+    depth = min(OFFSET_DEPTH, posts - PAGE)
 
     async def first_cursor() -> None:
         await get(cursor="")
@@ -223,36 +290,13 @@ async def _measure_http(http: AsyncClient, dsn: str, args: argparse.Namespace, b
     async def deep_offset() -> None:
         await get(offset=depth)
 
-    results = await measure(
+    return await measure(
         [
             ("first page (cursor)", first_cursor),
             ("first page (offset, with total)", first_offset),
             ("deepest cursor page", deep_cursor),
             (f"offset {depth:,} (with total)", deep_offset),
         ],
-        rounds=args.rounds,
-        calls=args.calls,
+        rounds=rounds,
+        calls=calls,
     )
-    return report(results, posts=args.posts, build_seconds=build)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument(
-        "--posts", type=int, default=200_000, help="posts to create (1M: the issue's target)"
-    )
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--tags", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--calls", type=int, default=20, help="requests per variant per round")
-    parser.add_argument("--server", default=PG_SERVER, help="PostgreSQL server (any database)")
-    args = parser.parse_args()
-    if args.posts < PAGE + 1:
-        parser.error(f"--posts must be more than {PAGE}")
-    print(asyncio.run(run(args)))
-
-
-if __name__ == "__main__":
-    main()

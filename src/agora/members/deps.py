@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import RowMapping
 
 from agora.config import Settings
 from agora.db.api import ReadUoW, WriteUoW
@@ -24,7 +25,7 @@ from agora.members.errors import InvalidToken, NotAuthenticated
 from agora.members.ratelimit import LoginLimiter
 from agora.members.repository import UserRepository
 from agora.members.security import Passwords, Tokens
-from agora.models.user import User
+from agora.models.user import User, UserStatus
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
 
@@ -112,6 +113,16 @@ async def _current_user_id_for_write(uow: WriteUoW, user_id: TokenUserId) -> int
     return user_id
 
 
+async def _current_user_view(uow: ReadUoW, user_id: TokenUserId) -> RowMapping:
+    if user_id is None:
+        raise NotAuthenticated()
+    row = await uow.repo(UserRepository).get_view(user_id)
+    # The rule of `_load`: deleted (absent here), inactive and suspended users' tokens fail.
+    if row is None or row["status"] is not UserStatus.active:
+        raise InvalidToken()
+    return row
+
+
 async def _optional_user(uow: ReadUoW, user_id: TokenUserId) -> User | None:
     return None if user_id is None else await _load(uow, user_id)
 
@@ -125,6 +136,9 @@ CurrentUserForWrite = Annotated[User, Depends(_current_user_for_write)]
 CurrentUserIdForWrite = Annotated[int, Depends(_current_user_id_for_write)]
 """The authenticated, active user's id, for writes that need nothing else of the caller
 (one single-column SELECT instead of loading the user and its profile)."""
+CurrentUserView = Annotated[RowMapping, Depends(_current_user_view)]
+"""The authenticated user's row and profile in one query (`UserRepository.get_view`), for
+endpoints that only render the caller (`GET /users/me`)."""
 OptionalUser = Annotated[User | None, Depends(_optional_user)]
 """The authenticated user or None when no token is sent; a bad token is still a 401."""
 

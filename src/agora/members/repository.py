@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, or_, select, update
+from sqlalchemy import Integer, RowMapping, Select, bindparam, or_, select, update
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -19,7 +19,8 @@ from agora.db.filters import contains, eq, given
 from agora.db.pagination import CursorPage, CursorParams, Page, PageParams
 from agora.db.repository import Load, OrderBy, Repository, Where
 from agora.members.errors import UserNotFound
-from agora.models.user import User, UserStatus
+from agora.members.schemas import PROFILE_COLUMNS, VIEW_COLUMNS
+from agora.models.user import User, UserProfile, UserStatus
 
 
 class UserOrder(StrEnum):
@@ -66,11 +67,31 @@ _ACTIVE_ID = (
     )
     .execution_options(include_deleted=True)
 )
+# Built once: a user and their profile in ONE query (a LEFT JOIN), as plain columns, for the
+# single-user reads (`GET /users/{id}`, `GET /users/me`). Loading a `User` costs two queries
+# (the profile is a selectinload) and the ORM's identity map and object construction; these
+# reads only render the row. Profile columns are prefixed `profile_`.
+_profile = UserProfile.metadata.tables[UserProfile.__tablename__]
+_USER_VIEW = (
+    select(
+        *(_user.c[name] for name in VIEW_COLUMNS),
+        *(_profile.c[name].label(f"profile_{name}") for name in PROFILE_COLUMNS),
+    )
+    .select_from(_user.outerjoin(_profile, _profile.c.user_id == _user.c.id))
+    .where(_user.c.id == bindparam("user_id", type_=Integer), _user.c.deleted_at.is_(None))
+    .execution_options(include_deleted=True)
+)
 
 
 class UserRepository(Repository[User]):
     model = User
     not_found = UserNotFound
+
+    async def get_view(self, user_id: int) -> RowMapping | None:
+        """A not deleted user's row with their profile's (`profile_*`, NULL without one),
+        in one query; None when absent. See `agora.members.schemas.user_view_json`."""
+        result = await self.session.execute(_USER_VIEW, {"user_id": user_id})
+        return result.mappings().one_or_none()
 
     async def is_active(self, user_id: int) -> bool:
         """Whether `user_id` is an active, not deleted user (one single-column SELECT)."""

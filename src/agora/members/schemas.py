@@ -8,8 +8,9 @@ the password hash.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -146,3 +147,22 @@ class TokenResponse(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - not a secret
     expires_in: int
+
+
+# The columns `UserRepository.get_view` reads: everything `UserPrivate` shows, and the profile.
+VIEW_COLUMNS = ("id", "username", "full_name", "created_at", "email", "status", "credits",
+                "is_superuser")  # fmt: skip
+PROFILE_COLUMNS = ("id", "bio", "avatar_url", "location", "updated_at")
+
+
+def user_view_json(row: Mapping[Any, Any], *, private: bool) -> bytes:
+    """The JSON of `UserPrivate` (or `UserPublic`) for a row of `UserRepository.get_view`,
+    validated and serialized once (the endpoint returns the bytes, so FastAPI does not
+    validate and serialize the response model again)."""
+    profile = None
+    if row["profile_id"] is not None:
+        profile = {name: row[f"profile_{name}"] for name in PROFILE_COLUMNS}
+    model = UserPrivate if private else UserPublic
+    fields = {name: row[name] for name in model.model_fields if name != "profile"}
+    view = model.model_validate({**fields, "profile": profile})
+    return model.__pydantic_serializer__.to_json(view)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
+from sqlalchemy import RowMapping
+
 from agora.credits.service import set_balance
 from agora.db.errors import Conflict
 from agora.db.pagination import CursorPage, CursorParams, Page, PageParams
@@ -18,6 +20,7 @@ from agora.members.errors import (
     PrivilegedField,
     ProfileNotFound,
     UsernameTaken,
+    UserNotFound,
     WrongPassword,
 )
 from agora.members.ratelimit import LoginLimiter
@@ -92,6 +95,14 @@ async def log_in(
 
 async def get_user(uow: UnitOfWork, *, user_id: int) -> User:
     return await uow.repo(UserRepository).get_one(user_id)  # UserNotFound when absent
+
+
+async def get_user_view(uow: UnitOfWork, *, user_id: int) -> RowMapping:
+    """A user with their profile as one row (`UserRepository.get_view`); `UserNotFound`."""
+    row = await uow.repo(UserRepository).get_view(user_id)
+    if row is None:
+        raise UserNotFound()
+    return row
 
 
 async def list_users(

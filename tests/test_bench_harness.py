@@ -1,0 +1,87 @@
+"""Smoke test of the benchmark harness (`python -m bench`): it runs end to end, tiny.
+
+Not a measurement: one round of 1 s per side, 50 users. It checks that the harness still
+starts both servers of a scenario, drives them with wrk, parses wrk's figures and writes the
+report, and that no request failed on either side (a non-2xx in a benchmark is a bug).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.support.databases import require_postgres
+
+ROW = re.compile(
+    r"^\| \*\*(?P<side>[^*]+)\*\* \| median \(min-max\) \| \*\*(?P<rps>[\d,]+)\*\* .*? \| "
+    r"(?P<cpu>[\d,]+) \| .*? \| (?P<non2xx>\d+) \| (?P<errors>\d+) \|$",
+    re.M,
+)
+
+
+def _sections(report: str) -> dict[str, str]:
+    parts = re.split(r"^## ", report, flags=re.M)
+    return {part.splitlines()[0].split(":", 1)[0]: part for part in parts[1:]}
+
+
+def test_bench_harness_smoke(
+    pg_database_url: str,  # PostgreSQL is up (or the test is skipped / fails loudly)
+    repo_root: Path,
+    subprocess_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    if shutil.which("wrk") is None:
+        if require_postgres():  # CI installs wrk; there a missing wrk is a failure
+            pytest.fail("wrk is not installed (apt-get install wrk)")
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    server = make_url(pg_database_url).set(drivername="postgresql", database="postgres")
+    output = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "s1",
+            "s6",
+            "s7",
+            "--quick",
+            "--no-pgbench",
+            "--warmup",
+            "0",
+            "--users",
+            "50",
+            "--postgres",
+            server.render_as_string(hide_password=False),
+            "--output",
+            str(output),
+        ],
+        cwd=repo_root,
+        env={**subprocess_env, "PYTHONPATH": str(repo_root)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = output.read_text()
+    assert report.startswith("# Benchmark results")
+    sections = _sections(report)
+    assert {"Summary", "S1", "S6", "S7"} <= set(sections)
+    for name, baseline in (("S1", "Starlette + asyncpg"), ("S7", "Starlette + aiosqlite")):
+        rows = {m["side"]: m for m in ROW.finditer(sections[name])}
+        assert set(rows) == {"Agora", baseline}, sections[name]
+        for row in rows.values():
+            assert int(row["rps"].replace(",", "")) > 0, sections[name]
+            assert int(row["cpu"].replace(",", "")) > 0, sections[name]
+            assert (row["non2xx"], row["errors"]) == ("0", "0"), sections[name]
+        assert re.search(r"Ratio Agora / .*?: \*\*\d+\.\d\d\*\*", sections[name])
+    assert "5xx responses (counted by the Lua script): **0**" in sections["S6"]
+    summary = sections["Summary"]
+    for name in ("S1", "S6", "S7"):
+        assert re.search(rf"^\| {name} \| .* \| \*\*(met|missed)\*\* \|$", summary, re.M)
