@@ -32,6 +32,7 @@ from agora.members.schemas import (
 )
 from agora.members.security import MAX_USER_ID, PASSWORD_MAX
 from agora.models.user import EMAIL_MAX, User, UserStatus
+from agora.openapi import errors
 
 router = APIRouter()
 
@@ -45,7 +46,9 @@ def _view(user: User, viewer: User | None) -> UserView:
     return UserPublic.model_validate(user)
 
 
-@router.post("/auth/token", tags=["auth"], response_model=TokenResponse)
+@router.post(
+    "/auth/token", tags=["auth"], response_model=TokenResponse, responses=errors(401, 403, 429)
+)
 async def issue_token(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
@@ -81,7 +84,7 @@ async def sign_up(data: UserCreate, uow: WriteUoW, members: MembersDep) -> UserP
     return UserPrivate.model_validate(user)
 
 
-@users.get("", response_model=Page[UserView] | CursorPage[UserView])
+@users.get("", response_model=Page[UserView] | CursorPage[UserView], responses=errors(403))
 async def list_users(
     uow: ReadUoW,
     viewer: OptionalUser,
@@ -124,13 +127,13 @@ async def read_me(user: CurrentUser) -> UserPrivate:
     return UserPrivate.model_validate(user)
 
 
-@users.get("/{user_id}", response_model=UserView)
+@users.get("/{user_id}", response_model=UserView, responses=errors(404))
 async def read_user(user_id: UserId, uow: ReadUoW, viewer: OptionalUser) -> UserView:
     """A user: private view for self and superusers, public view otherwise."""
     return _view(await service.get_user(uow, user_id=user_id), viewer)
 
 
-@users.patch("/{user_id}", response_model=UserPrivate)
+@users.patch("/{user_id}", response_model=UserPrivate, responses=errors(403, 404))
 async def update_user(
     user_id: UserId,
     data: UserUpdate,
@@ -145,20 +148,20 @@ async def update_user(
     return UserPrivate.model_validate(user)
 
 
-@users.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@users.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(403, 404))
 async def delete_user(user_id: UserId, uow: WriteUoW, actor: CurrentUserForWrite) -> Response:
     """Delete an account (soft; self or superuser). Its tokens stop working."""
     await service.delete_user(uow, actor=actor, user_id=user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@users.get("/{user_id}/profile", response_model=ProfileRead)
+@users.get("/{user_id}/profile", response_model=ProfileRead, responses=errors(404))
 async def read_profile(user_id: UserId, uow: ReadUoW) -> ProfileRead:
     """A user's profile."""
     return ProfileRead.model_validate(await service.get_profile(uow, user_id=user_id))
 
 
-@users.put("/{user_id}/profile", response_model=ProfileRead)
+@users.put("/{user_id}/profile", response_model=ProfileRead, responses=errors(403, 404))
 async def replace_profile(
     user_id: UserId, data: ProfileUpdate, uow: WriteUoW, actor: CurrentUserForWrite
 ) -> ProfileRead:
