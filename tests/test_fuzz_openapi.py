@@ -4,7 +4,7 @@ Every operation of the schema gets positive (schema-valid) and negative (schema-
 examples; each response must not be a 5xx, must use a status the operation documents, must
 match the documented body schema, and negative input must be rejected with a 4xx.
 
-Examples per operation and mode: `AGORA_FUZZ_EXAMPLES` (default 8, a CI profile of about a
+Examples per operation and mode: `AGORA_FUZZ_EXAMPLES` (default 5, a CI profile of about a
 minute for both databases together); generation is derandomized, so a run is reproducible.
 Requests carry the token of a member the auth provider signs up and logs in (a new member per
 case: a case that deletes or suspends its own account cannot spoil the next one).
@@ -41,7 +41,7 @@ from tests.members.conftest import fast_settings
 from tests.support.databases import TestDatabases, upgrade
 
 Case = schemathesis.Case[Any]
-EXAMPLES = int(os.environ.get("AGORA_FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("AGORA_FUZZ_EXAMPLES", "5"))
 _members = itertools.count(1)
 
 

@@ -7,7 +7,7 @@ step, the balances, the stock and the orders the API reports must be the model's
 circulation must equal the credits granted (nothing created or lost). Idempotent replays of
 transfers and orders are steps like any other: same status, same body, nothing applied twice.
 
-Bounded by `AGORA_STATEFUL_EXAMPLES` (default 6 runs of at most 20 steps per backend).
+Bounded by `AGORA_STATEFUL_EXAMPLES` (default 5 runs of at most 15 steps per backend).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from tests.members.builders import PASSWORD, make_user
 from tests.members.conftest import fast_settings
 from tests.support.databases import TestDatabases, upgrade
 
-EXAMPLES = int(os.environ.get("AGORA_STATEFUL_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("AGORA_STATEFUL_EXAMPLES", "5"))
 API = "/api/v1"
 _names = itertools.count(1)
 _keys = itertools.count(1)
@@ -333,7 +333,7 @@ def test_the_api_agrees_with_the_model(
         Market,
         settings=settings(
             max_examples=EXAMPLES,
-            stateful_step_count=20,
+            stateful_step_count=15,
             derandomize=True,
             deadline=None,
             database=None,
