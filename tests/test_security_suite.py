@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.routing import APIRoute
 from httpx import ASGITransport, AsyncClient
 
 from agora.app import create_app
@@ -26,6 +26,7 @@ from agora.config import Settings
 from agora.db.session import Database
 from agora.db.uow import UnitOfWork
 from agora.models.user import User
+from agora.openapi import api_routes
 from tests.forum.builders import make_post
 from tests.market.builders import make_product
 from tests.members.builders import PASSWORD, auth, make_user
@@ -64,10 +65,8 @@ _ID = re.compile(r"\{(\w+_id)\}")
 def id_routes(app: FastAPI) -> dict[str, APIRoute]:
     """Every API operation with an id in its path, as "METHOD /path"."""
     found = {}
-    for context in iter_route_contexts(app.routes):
-        route = context.original_route
-        path = context.path_format or ""
-        if isinstance(route, APIRoute) and route.include_in_schema and _ID.search(path):
+    for path, route in api_routes(app):
+        if _ID.search(path):
             for method in route.methods or ():
                 found[f"{method} {path}"] = route
     return found

@@ -10,6 +10,7 @@ statuses (403, 404, 412, 428, 429 and the domain 409s) are declared on each rout
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, get_args
 
 from fastapi import FastAPI, routing
@@ -96,16 +97,27 @@ def _error_response(code: int) -> dict[str, Any]:
     return {"description": DESCRIPTIONS[code], "content": {"application/json": {"schema": ref}}}
 
 
+def api_routes(app: FastAPI) -> Iterator[tuple[str, APIRoute]]:
+    """Every documented API route with its full path format (`/api/v1/users/{user_id}`)."""
+    contexts = getattr(routing, "iter_route_contexts", None)  # FastAPI >= 0.16x includes lazily
+    if contexts is None:
+        for route in app.routes:
+            if isinstance(route, APIRoute) and route.include_in_schema:
+                yield route.path_format, route
+        return
+    for context in contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and route.include_in_schema:
+            yield context.path_format or route.path_format, route
+
+
 def _add_implied_errors(app: FastAPI, spec: dict[str, Any]) -> None:
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorBody"] = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.pop("HTTPValidationError", None)  # our 422 body is an ErrorBody
     schemas.pop("ValidationError", None)
-    for context in routing.iter_route_contexts(app.routes):
-        route = context.original_route
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
-            continue
-        operations = spec["paths"].get(context.path_format or "", {})
+    for path, route in api_routes(app):
+        operations = spec["paths"].get(path, {})
         for method in route.methods or ():
             responses = operations.get(method.lower(), {}).get("responses")
             if responses is None:
