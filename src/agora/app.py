@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Scope
 
 from agora import __version__
+from agora.bodylimit import install_body_limit
 from agora.config import Environment, Settings, load_settings
 from agora.credits.router import router as credits_router
 from agora.db.api import error_response, install_error_handlers
@@ -24,6 +25,7 @@ from agora.market.router import router as market_router
 from agora.members.deps import Members
 from agora.members.router import router as members_router
 from agora.observability import install_observability
+from agora.openapi import document_errors, errors
 from agora.web.admin import install_admin
 from agora.web.docs import install_docs
 from agora.web.landing import router as landing_router
@@ -76,7 +78,7 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@health.get("/ready", responses={503: {"description": "The database does not answer"}})
+@health.get("/ready", responses=errors(503))
 async def ready(request: Request) -> Any:
     """Readiness: the database answers `SELECT 1` within the health timeout (replicas are
     listed, not required: reads fall back to the primary)."""
@@ -149,6 +151,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         position_source=_primary_position,
         secure_cookie=settings.env is Environment.production,
     )
+    install_body_limit(app, max_bytes=settings.max_body_bytes)
     observability = install_observability(app, settings)  # after the error handlers
     app.include_router(health)
     app.include_router(members_router, prefix="/api/v1")
@@ -156,6 +159,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(credits_router, prefix="/api/v1")
     app.include_router(forum_router, prefix="/api/v1")
     app.include_router(landing_router)
+    document_errors(app)  # every error status in the OpenAPI, with the error body
     install_docs(app)
     install_admin(app, settings, app.state.members)
     return app

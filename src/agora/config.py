@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=5_000, ge=0)
     health_timeout: float = Field(default=2.0, gt=0, le=60)
 
+    # Request bodies past this are refused with 413 (agora.bodylimit); 1 MiB by default.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
+
     page_default_limit: int = Field(default=20, ge=1)
     page_max_limit: int = Field(default=100, ge=1)
     page_max_offset: int = Field(default=10_000, ge=0)

@@ -96,7 +96,7 @@ async def test_a_non_superuser_cannot_set_credits_and_nothing_is_recorded(
     response = await client.patch(
         f"{USERS}/{me_id}", headers=auth(settings, me_id), json={"credits": "1000.00"}
     )
-    assert response.status_code == 403
+    assert response.status_code == 422
     assert response.json()["error"] == "PrivilegedField"
     uow.session.expire_all()
     assert await uow.session.scalar(select(User.credits).where(User.id == me_id)) == 0

@@ -12,6 +12,7 @@ from agora.db.api import ReadUoW, WriteUoW
 from agora.db.pagination import CursorPage, CursorQuery
 from agora.idempotency import HEADER, REPLAYED_HEADER, StoredResponse, checked_key
 from agora.members.deps import CurrentUser, CurrentUserForWrite, CurrentUserIdForWrite
+from agora.openapi import errors
 
 router = APIRouter(prefix="/credits", tags=["credits"])
 
@@ -39,7 +40,7 @@ def stored_response(result: StoredResponse) -> Response:
     "/transfers",
     status_code=status.HTTP_201_CREATED,
     response_model=TransferRead,
-    responses={409: {"description": "InsufficientCredits"}},
+    responses={**errors(400, 404), 409: {"description": "InsufficientCredits"}},
 )
 async def create_transfer(
     data: TransferCreate,
@@ -59,7 +60,12 @@ async def list_transfers(uow: ReadUoW, user: CurrentUser, page: CursorQuery) -> 
     return await service.list_transfers(uow, user_id=user.id, params=page)
 
 
-@router.post("/grants", status_code=status.HTTP_201_CREATED, response_model=TransferRead)
+@router.post(
+    "/grants",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TransferRead,
+    responses=errors(403, 404),
+)
 async def create_grant(data: GrantCreate, uow: WriteUoW, actor: CurrentUserForWrite) -> Any:
     """Mint credits for a member (superusers only)."""
     return await service.grant_credits(

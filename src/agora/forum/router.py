@@ -31,6 +31,7 @@ from agora.forum.schemas import (
 from agora.members.deps import CurrentUserForWrite, OptionalUser
 from agora.members.service import get_user
 from agora.models.forum import SLUG_MAX, TAG_MAX, Post
+from agora.openapi import errors
 
 router = APIRouter()
 posts = APIRouter(prefix="/posts", tags=["forum"])
@@ -155,7 +156,7 @@ async def list_posts(
     return _page(page)
 
 
-@posts.get("/by-slug/{slug}", response_model=PostRead)
+@posts.get("/by-slug/{slug}", response_model=PostRead, responses=errors(404))
 async def read_post_by_slug(
     slug: Annotated[str, Path(max_length=SLUG_MAX, pattern=r"^[a-z0-9-]+$")],
     uow: ReadUoW,
@@ -166,7 +167,7 @@ async def read_post_by_slug(
     return _read(await service.get_post_by_slug(uow, slug=slug, viewer=viewer), response)
 
 
-@posts.get("/{post_id}", response_model=PostRead)
+@posts.get("/{post_id}", response_model=PostRead, responses=errors(404))
 async def read_post(
     post_id: PostId, uow: ReadUoW, viewer: OptionalUser, response: Response
 ) -> PostRead:
@@ -177,7 +178,7 @@ async def read_post(
 @posts.patch(
     "/{post_id}",
     response_model=PostRead,
-    responses={412: {"description": "If-Match names another version"}},
+    responses=errors(403, 404, 412),
 )
 async def update_post(
     post_id: PostId,
@@ -194,7 +195,7 @@ async def update_post(
     return _read(post, response)
 
 
-@posts.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT)
+@posts.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(403, 404, 412))
 async def delete_post(
     post_id: PostId, uow: WriteUoW, actor: CurrentUserForWrite, if_match: IfMatch = None
 ) -> Response:
@@ -211,7 +212,9 @@ async def list_tags(uow: ReadUoW, page: PageQuery) -> Page[TagRead]:
     return await service.list_tags(uow, params=page)
 
 
-@router.get("/users/{user_id}/posts", tags=["forum"], response_model=PostPage)
+@router.get(
+    "/users/{user_id}/posts", tags=["forum"], response_model=PostPage, responses=errors(404)
+)
 async def list_user_posts(
     user_id: UserId,
     uow: ReadUoW,

@@ -25,6 +25,7 @@ from agora.market.schemas import (
 from agora.members.deps import CurrentUser, CurrentUserForWrite
 from agora.models.market import Product
 from agora.money import parse_cents
+from agora.openapi import errors
 
 router = APIRouter()
 products = APIRouter(prefix="/products", tags=["products"])
@@ -101,13 +102,13 @@ async def list_products(
     return await service.list_products(uow, filters=filters, sort=sort, params=params)
 
 
-@products.get("/{product_id}", response_model=ProductRead)
+@products.get("/{product_id}", response_model=ProductRead, responses=errors(404))
 async def read_product(product_id: ProductId, uow: ReadUoW) -> Response:
     """A product, with its version as the `ETag`."""
     return _product_response(await service.get_product(uow, product_id=product_id))
 
 
-@products.patch("/{product_id}", response_model=ProductRead)
+@products.patch("/{product_id}", response_model=ProductRead, responses=errors(403, 404, 412))
 async def update_product(
     product_id: ProductId,
     data: ProductUpdate,
@@ -127,7 +128,9 @@ async def update_product(
     return _product_response(product)
 
 
-@products.delete("/{product_id}", status_code=status.HTTP_204_NO_CONTENT)
+@products.delete(
+    "/{product_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(403, 404, 412)
+)
 async def delete_product(
     product_id: ProductId, uow: WriteUoW, actor: CurrentUserForWrite, if_match: IfMatch = None
 ) -> Response:
@@ -147,6 +150,7 @@ async def delete_product(
     status_code=status.HTTP_201_CREATED,
     response_model=OrderRead,
     responses={
+        **errors(404),
         400: {"description": "Idempotency-Key missing or malformed"},
         409: {"description": "OutOfStock, naming the products"},
         422: {"description": "IdempotencyKeyReused: the key came with another body"},
@@ -173,7 +177,7 @@ async def list_orders(uow: ReadUoW, viewer: CurrentUser, page: PageQuery) -> Any
     )
 
 
-@orders.get("/{order_id}", response_model=OrderRead)
+@orders.get("/{order_id}", response_model=OrderRead, responses=errors(404))
 async def read_order(order_id: OrderId, uow: ReadUoW, viewer: CurrentUser) -> Any:
     """One of the caller's orders (another member's is a 404)."""
     return await service.get_order(
@@ -181,7 +185,7 @@ async def read_order(order_id: OrderId, uow: ReadUoW, viewer: CurrentUser) -> An
     )
 
 
-@orders.post("/{order_id}/pay", response_model=OrderRead)
+@orders.post("/{order_id}/pay", response_model=OrderRead, responses=errors(403, 404))
 async def pay_order(order_id: OrderId, uow: WriteUoW, buyer: CurrentUserForWrite) -> Any:
     """Pay a pending order: the buyer is debited, each seller credited (409 when short)."""
     return await service.pay_order(
@@ -189,7 +193,7 @@ async def pay_order(order_id: OrderId, uow: WriteUoW, buyer: CurrentUserForWrite
     )
 
 
-@orders.post("/{order_id}/cancel", response_model=OrderRead)
+@orders.post("/{order_id}/cancel", response_model=OrderRead, responses=errors(403, 404))
 async def cancel_order(order_id: OrderId, uow: WriteUoW, actor: CurrentUserForWrite) -> Any:
     """Cancel an order: stock comes back; a paid order is refunded."""
     return await service.cancel_order(

@@ -56,8 +56,15 @@ class NotAllowed(Forbidden):
     default_detail = "You may only change your own account"
 
 
-class PrivilegedField(Forbidden):
+class PrivilegedField(Invalid):
+    """422, as for any other field a caller may not send (issue 10: privileged fields get 422
+    and nothing changes); a superuser may send them."""
+
     default_detail = "Only a superuser may set status, is_superuser or credits"
+
+
+class PrivilegedFilter(Forbidden):
+    default_detail = "Only a superuser may filter users by status"
 
 
 class WrongPassword(Forbidden):

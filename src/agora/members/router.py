@@ -33,6 +33,7 @@ from agora.members.schemas import (
 )
 from agora.members.security import MAX_USER_ID, PASSWORD_MAX
 from agora.models.user import EMAIL_MAX, User, UserStatus
+from agora.openapi import errors
 
 router = APIRouter()
 
@@ -46,7 +47,9 @@ def _view(user: User, viewer: User | None) -> UserView:
     return UserPublic.model_validate(user)
 
 
-@router.post("/auth/token", tags=["auth"], response_model=TokenResponse)
+@router.post(
+    "/auth/token", tags=["auth"], response_model=TokenResponse, responses=errors(401, 403, 429)
+)
 async def issue_token(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
@@ -82,7 +85,7 @@ async def sign_up(data: UserCreate, uow: WriteUoW, members: MembersDep) -> UserP
     return UserPrivate.model_validate(user)
 
 
-@users.get("", response_model=Page[UserView] | CursorPage[UserView])
+@users.get("", response_model=Page[UserView] | CursorPage[UserView], responses=errors(403))
 async def list_users(
     uow: ReadUoW,
     viewer: OptionalUser,
@@ -128,7 +131,7 @@ async def read_me(row: CurrentUserView) -> Response:
     return _json(user_view_json(row, private=True))
 
 
-@users.get("/{user_id}", response_model=UserView)
+@users.get("/{user_id}", response_model=UserView, responses=errors(404))
 async def read_user(user_id: UserId, uow: ReadUoW, viewer: OptionalUser) -> Response:
     """A user: private view for self and superusers, public view otherwise."""
     row = await service.get_user_view(uow, user_id=user_id)
@@ -139,7 +142,7 @@ def _json(body: bytes) -> Response:
     return Response(content=body, media_type="application/json")
 
 
-@users.patch("/{user_id}", response_model=UserPrivate)
+@users.patch("/{user_id}", response_model=UserPrivate, responses=errors(403, 404))
 async def update_user(
     user_id: UserId,
     data: UserUpdate,
@@ -154,20 +157,20 @@ async def update_user(
     return UserPrivate.model_validate(user)
 
 
-@users.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@users.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(403, 404))
 async def delete_user(user_id: UserId, uow: WriteUoW, actor: CurrentUserForWrite) -> Response:
     """Delete an account (soft; self or superuser). Its tokens stop working."""
     await service.delete_user(uow, actor=actor, user_id=user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@users.get("/{user_id}/profile", response_model=ProfileRead)
+@users.get("/{user_id}/profile", response_model=ProfileRead, responses=errors(404))
 async def read_profile(user_id: UserId, uow: ReadUoW) -> ProfileRead:
     """A user's profile."""
     return ProfileRead.model_validate(await service.get_profile(uow, user_id=user_id))
 
 
-@users.put("/{user_id}/profile", response_model=ProfileRead)
+@users.put("/{user_id}/profile", response_model=ProfileRead, responses=errors(403, 404))
 async def replace_profile(
     user_id: UserId, data: ProfileUpdate, uow: WriteUoW, actor: CurrentUserForWrite
 ) -> ProfileRead:

@@ -18,6 +18,7 @@ from agora.members.errors import (
     InvalidCredentials,
     NotAllowed,
     PrivilegedField,
+    PrivilegedFilter,
     ProfileNotFound,
     UsernameTaken,
     UserNotFound,
@@ -117,7 +118,7 @@ async def list_users(
     """An offset page (with a total) or a keyset page (with cursors), as `paging` asks."""
     # Public views do not show a status, so filtering by it is a superuser's tool.
     if status is not None and not (viewer is not None and viewer.is_superuser):
-        raise PrivilegedField("Only a superuser may filter users by status")
+        raise PrivilegedFilter()
     users = uow.repo(UserRepository)
     where = user_filters(q=q, status=status)
     if isinstance(paging, CursorParams):
