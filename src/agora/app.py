@@ -14,7 +14,7 @@ from agora import __version__
 from agora.bodylimit import install_body_limit
 from agora.config import Environment, Settings, load_settings
 from agora.credits.router import router as credits_router
-from agora.db.api import error_response, install_error_handlers
+from agora.db.api import error_response, install_error_handlers, install_units_of_work
 from agora.db.engine import make_engine
 from agora.db.pagination import PaginationConfig
 from agora.db.readyourwrites import PositionSigner, ReadYourWritesMiddleware
@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.state.db = database
     app.state.members = Members.from_settings(settings)  # password hasher, tokens, limiter
     install_error_handlers(app)
+    install_units_of_work(app)  # innermost: units close just before the response starts
     app.add_middleware(
         ReadYourWritesMiddleware,
         signer=PositionSigner(

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from agora.app import create_app
 from agora.config import Settings
-from agora.db.api import ReadUoW, install_error_handlers
+from agora.db.api import ReadUoW, install_error_handlers, install_units_of_work
 from agora.db.cursors import CursorCodec, Position
 from agora.db.filters import contains, given
 from agora.db.pagination import (
@@ -51,6 +51,7 @@ def make_app(database: Database) -> FastAPI:
         secret=SECRET, default_limit=3, max_limit=5, max_offset=6
     )
     install_error_handlers(app)
+    install_units_of_work(app)
 
     @app.get("/articles", response_model=Page[ArticleRead])
     async def list_articles(uow: ReadUoW, page: PageQuery, q: str | None = None) -> Any:

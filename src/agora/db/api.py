@@ -8,7 +8,6 @@ Every error leaves as `{"error": "<Name>", "detail": ...}` with the right status
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import exc as orm_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agora.db.errors import AppError, translate
 from agora.db.session import Database
@@ -33,21 +33,85 @@ def get_database(request: Request) -> Database:
     return db
 
 
-async def _write_uow(request: Request) -> AsyncIterator[UnitOfWork]:
-    async with get_database(request).uow() as uow:
-        yield uow
+_OPEN_UNITS = "agora.units_of_work"
 
 
-async def _read_uow(request: Request) -> AsyncIterator[UnitOfWork]:
-    async with get_database(request).uow(read_only=True) as uow:
-        yield uow
+class UnitsOfWorkMiddleware:
+    """Closes the units of work a request's dependencies opened, before its response starts.
+
+    `ReadUoW` and `WriteUoW` are plain dependencies that open a unit of work and register it
+    here. When the response starts (the endpoint and any error handler are done), every unit
+    is closed -- uncommitted work rolled back, connections returned to the pool -- and only
+    then is the status line sent, so no response leaves while its transaction is open. A
+    request that ends without a response (an exception to the server's 500 handler, a client
+    gone) is cleaned up on the way out.
+
+    Why not a `yield` dependency: FastAPI wraps each one in an async context manager, an
+    exit stack and a shielded cancel scope, which cost more per request than the unit of work
+    itself on a one-query read (see bench/README.md, "Profiling and fixes").
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        units: list[UnitOfWork] = []
+        scope[_OPEN_UNITS] = units
+
+        async def send_after_closing(message: Message) -> None:
+            if units and message["type"] == "http.response.start":
+                await _close(units)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_after_closing)
+        finally:
+            if units:
+                await _close(units)
 
 
-# scope="function": the session is closed (and its connection returned to the pool) as soon
-# as the endpoint returns, before the response is serialized and sent. Nothing commits here:
-# services commit inside the endpoint, so a failed commit is an error response, never a 2xx.
-WriteUoW = Annotated[UnitOfWork, Depends(_write_uow, scope="function")]
-ReadUoW = Annotated[UnitOfWork, Depends(_read_uow, scope="function")]
+def install_units_of_work(app: FastAPI) -> None:
+    """Enable `ReadUoW` and `WriteUoW` in `app` (adds `UnitsOfWorkMiddleware`)."""
+    app.add_middleware(UnitsOfWorkMiddleware)
+
+
+async def _close(units: list[UnitOfWork]) -> None:
+    # Each unit is closed even when another one's close fails: whatever it had to say was
+    # said (committed or not) before the response started; a close that fails on a broken
+    # connection leaves that connection invalidated by SQLAlchemy, not back in the pool.
+    while units:
+        try:
+            await units.pop().__aexit__(None, None, None)
+        except Exception:
+            logger.warning("closing a unit of work failed", exc_info=True)
+
+
+async def _open(request: Request, *, read_only: bool) -> UnitOfWork:
+    units: list[UnitOfWork] | None = request.scope.get(_OPEN_UNITS)
+    if units is None:
+        raise RuntimeError(
+            "ReadUoW and WriteUoW need UnitsOfWorkMiddleware: call install_units_of_work(app)"
+        )
+    uow = await get_database(request).uow(read_only=read_only).__aenter__()
+    units.append(uow)
+    return uow
+
+
+async def _write_uow(request: Request) -> UnitOfWork:
+    return await _open(request, read_only=False)
+
+
+async def _read_uow(request: Request) -> UnitOfWork:
+    return await _open(request, read_only=True)
+
+
+# Nothing commits here: services commit inside the endpoint, so a failed commit is an error
+# response, never a 2xx. The unit is closed before the response starts (see above).
+WriteUoW = Annotated[UnitOfWork, Depends(_write_uow)]
+ReadUoW = Annotated[UnitOfWork, Depends(_read_uow)]
 
 
 class ErrorResponse(JSONResponse):
