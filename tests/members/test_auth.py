@@ -99,19 +99,25 @@ async def test_tokens_stop_working_when_the_account_does(
     client: AsyncClient, uow: UnitOfWork, settings: object, change: str
 ) -> None:
     user = await make_user(uow, username="alice")
+    other = await make_user(uow, username="bob")
     token = (await client.post(TOKEN, data={"username": "alice", "password": PASSWORD})).json()[
         "access_token"
     ]
     headers = {"Authorization": f"Bearer {token}"}
-    assert (await client.get(ME, headers=headers)).status_code == 200
+    # /me, the user's own page (private view) and someone else's (public view).
+    paths = (ME, f"/api/v1/users/{user.id}", f"/api/v1/users/{other.id}")
+    for path in paths:
+        assert (await client.get(path, headers=headers)).status_code == 200
     if change == "deleted":
         user.deleted_at = utcnow()
     else:
         user.status = UserStatus(change)
     await uow.commit()
-    response = await client.get(ME, headers=headers)
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"].startswith("Bearer")
+    for path in paths:
+        response = await client.get(path, headers=headers)
+        assert response.status_code == 401, path
+        assert response.json()["error"] == "InvalidToken"
+        assert response.headers["www-authenticate"].startswith("Bearer")
 
 
 async def test_login_rehashes_a_password_hashed_with_old_parameters(

@@ -78,9 +78,12 @@ _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
 async def _token_user_id(
-    members: MembersDep, token: Annotated[str | None, Depends(_bearer)]
+    request: Request, token: Annotated[str | None, Depends(_bearer)]
 ) -> int | None:
-    return None if token is None else members.tokens.user_id(token)
+    # The app's `Members` straight from the request rather than through `MembersDep`: FastAPI
+    # spends more on solving a dependency than this lookup costs, and every authenticated
+    # route pays it (bench/README.md, "Profiling and fixes").
+    return None if token is None else (await get_members(request)).tokens.user_id(token)
 
 
 TokenUserId = Annotated[int | None, Depends(_token_user_id)]

@@ -67,6 +67,9 @@ _ACTIVE_ID = (
     )
     .execution_options(include_deleted=True)
 )
+# Whether a token's user may see private views: their `is_superuser` when they are active
+# and not deleted, no row otherwise.
+_VIEWER_IS_SUPERUSER = _ACTIVE_ID.with_only_columns(_user.c.is_superuser)
 # Built once: a user and their profile in ONE query (a LEFT JOIN), as plain columns, for the
 # single-user reads (`GET /users/{id}`, `GET /users/me`). Loading a `User` costs two queries
 # (the profile is a selectinload) and the ORM's identity map and object construction; these
@@ -92,6 +95,12 @@ class UserRepository(Repository[User]):
         in one query; None when absent. See `agora.members.schemas.user_view_json`."""
         result = await self.session.execute(_USER_VIEW, {"user_id": user_id})
         return result.mappings().one_or_none()
+
+    async def viewer_is_superuser(self, user_id: int) -> bool | None:
+        """Whether `user_id` is a superuser; None unless they are active and not deleted
+        (one single-column SELECT)."""
+        result: bool | None = await self.session.scalar(_VIEWER_IS_SUPERUSER, {"user_id": user_id})
+        return result
 
     async def is_active(self, user_id: int) -> bool:
         """Whether `user_id` is an active, not deleted user (one single-column SELECT)."""

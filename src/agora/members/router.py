@@ -18,6 +18,7 @@ from agora.members.deps import (
     ListPaging,
     MembersDep,
     OptionalUser,
+    TokenUserId,
     client_address,
 )
 from agora.members.repository import UserOrder
@@ -132,10 +133,10 @@ async def read_me(row: CurrentUserView) -> Response:
 
 
 @users.get("/{user_id}", response_model=UserView, responses=errors(404))
-async def read_user(user_id: UserId, uow: ReadUoW, viewer: OptionalUser) -> Response:
+async def read_user(user_id: UserId, uow: ReadUoW, viewer_id: TokenUserId) -> Response:
     """A user: private view for self and superusers, public view otherwise."""
-    row = await service.get_user_view(uow, user_id=user_id)
-    return _json(user_view_json(row, private=service.can_manage(viewer, user_id)))
+    row, private = await service.get_user_view(uow, user_id=user_id, viewer_id=viewer_id)
+    return _json(user_view_json(row, private=private))
 
 
 def _json(body: bytes) -> Response:

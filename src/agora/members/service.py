@@ -16,6 +16,7 @@ from agora.members.errors import (
     CurrentPasswordRequired,
     EmailTaken,
     InvalidCredentials,
+    InvalidToken,
     NotAllowed,
     PrivilegedField,
     PrivilegedFilter,
@@ -98,12 +99,30 @@ async def get_user(uow: UnitOfWork, *, user_id: int) -> User:
     return await uow.repo(UserRepository).get_one(user_id)  # UserNotFound when absent
 
 
-async def get_user_view(uow: UnitOfWork, *, user_id: int) -> RowMapping:
-    """A user with their profile as one row (`UserRepository.get_view`); `UserNotFound`."""
-    row = await uow.repo(UserRepository).get_view(user_id)
+async def get_user_view(
+    uow: UnitOfWork, *, user_id: int, viewer_id: int | None
+) -> tuple[RowMapping, bool]:
+    """A user with their profile as one row (`UserRepository.get_view`), and whether the
+    viewer (a token's user id, or None) may see the private view: self or a superuser.
+
+    `UserNotFound`; `InvalidToken` when the viewer is not an active user (the rule of every
+    authenticated route). One query, two when the viewer is someone else.
+    """
+    users = uow.repo(UserRepository)
+    private = False
+    if viewer_id is not None and viewer_id != user_id:
+        is_superuser = await users.viewer_is_superuser(viewer_id)
+        if is_superuser is None:
+            raise InvalidToken()
+        private = is_superuser
+    row = await users.get_view(user_id)
+    if viewer_id == user_id:  # the viewer's own row tells whether their token still works
+        if row is None or row["status"] is not UserStatus.active:
+            raise InvalidToken()
+        private = True
     if row is None:
         raise UserNotFound()
-    return row
+    return row, private
 
 
 async def list_users(
