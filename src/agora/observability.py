@@ -149,6 +149,9 @@ class ObservabilityMiddleware:
         self.app = app
         self.http = observability.http
         self.access_log = observability.settings.access_log
+        # Labelled series by (method, route, status): `labels()` takes a lock and builds a
+        # key on every call. Bounded like the series themselves (route templates, statuses).
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -185,8 +188,14 @@ class ObservabilityMiddleware:
         elapsed = time.perf_counter() - started
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
         route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
-        self.http.requests.labels(method, route, str(status)).inc()
-        self.http.duration.labels(method, route).observe(elapsed)
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = self._series[method, route, status] = (
+                self.http.requests.labels(method, route, str(status)),
+                self.http.duration.labels(method, route),
+            )
+        series[0].inc()
+        series[1].observe(elapsed)
         if self.access_log:
             duration_ms = round(elapsed * 1000, 1)
             level = logging.DEBUG if route in _QUIET_ROUTES else logging.INFO

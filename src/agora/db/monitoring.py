@@ -138,6 +138,23 @@ class Instrumentation:
     _waiting: int = 0
     _active: bool = True
 
+    def __post_init__(self) -> None:
+        # The labelled series, looked up once: `labels()` costs a lock and a dict lookup,
+        # and a one-query request changes about ten of these (pool checkout and checkin,
+        # the statement).
+        m, name = self.metrics, self.name
+        self._size = m.size.labels(name)
+        self._connections_gauge = m.connections.labels(name)
+        self._checked_out_gauge = m.checked_out.labels(name)
+        self._overflow = m.overflow.labels(name)
+        self._waiting_gauge = m.waiting.labels(name)
+        self._wait_seconds = m.wait_seconds.labels(name)
+        self._timeouts = m.timeouts.labels(name)
+        self._statements = m.statements.labels(name)
+        self._statement_seconds = m.statement_seconds.labels(name)
+        self._statement_errors = m.statement_errors.labels(name)
+        self._slow_statements = m.slow_statements.labels(name)
+
     # -- pool -------------------------------------------------------------------------------
 
     def _pool_changed(self, *, connections: int = 0, checked_out: int = 0) -> None:
@@ -145,14 +162,14 @@ class Instrumentation:
             self._connections += connections
             self._checked_out += checked_out
             size = _pool_size(self.engine.pool)
-            self.metrics.connections.labels(self.name).set(self._connections)
-            self.metrics.checked_out.labels(self.name).set(self._checked_out)
-            self.metrics.overflow.labels(self.name).set(max(0, self._connections - size))
+            self._connections_gauge.set(self._connections)
+            self._checked_out_gauge.set(self._checked_out)
+            self._overflow.set(max(0, self._connections - size))
 
     def _waiting_changed(self, delta: int) -> None:
         with self._lock:
             self._waiting += delta
-            self.metrics.waiting.labels(self.name).set(self._waiting)
+            self._waiting_gauge.set(self._waiting)
 
     def _wrap_pool(self, pool: Pool) -> None:
         """Time every acquisition and count the callers inside it.
@@ -175,10 +192,10 @@ class Instrumentation:
             try:
                 return connect()
             except sa_exc.TimeoutError:
-                self.metrics.timeouts.labels(self.name).inc()
+                self._timeouts.inc()
                 raise
             finally:
-                self.metrics.wait_seconds.labels(self.name).observe(time.perf_counter() - started)
+                self._wait_seconds.observe(time.perf_counter() - started)
                 self._waiting_changed(-1)
 
         def wrapping_recreate() -> Pool:
@@ -203,10 +220,10 @@ class Instrumentation:
         if started is None:
             return
         elapsed = time.perf_counter() - started
-        self.metrics.statements.labels(self.name).inc()
-        self.metrics.statement_seconds.labels(self.name).observe(elapsed)
+        self._statements.inc()
+        self._statement_seconds.observe(elapsed)
         if self.slow_statement_ms is not None and elapsed * 1000 >= self.slow_statement_ms:
-            self.metrics.slow_statements.labels(self.name).inc()
+            self._slow_statements.inc()
             self._log_slow(statement, parameters, elapsed)
 
     def _on_error(self, context: Any) -> None:
@@ -214,7 +231,7 @@ class Instrumentation:
         if conn is not None:  # the statement never reached after_cursor_execute
             with contextlib.suppress(sa_exc.SQLAlchemyError):  # closed/invalidated: no info
                 conn.info.pop(_STARTED, None)
-        self.metrics.statement_errors.labels(self.name).inc()
+        self._statement_errors.inc()
 
     def _log_slow(self, statement: str, parameters: Any, elapsed: float) -> None:
         sql = " ".join(statement.split())
@@ -241,7 +258,7 @@ class Instrumentation:
         if isinstance(pool, QueuePool):  # start from what the pool already holds
             self._checked_out = pool.checkedout()
             self._connections = pool.checkedin() + pool.checkedout()
-        self.metrics.size.labels(self.name).set(size)
+        self._size.set(size)
         self._pool_changed()
         self._waiting_changed(0)
         self._listen(pool, "connect", lambda *_: self._pool_changed(connections=+1))
