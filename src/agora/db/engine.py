@@ -11,6 +11,8 @@ One function, `make_engine`, builds an `AsyncEngine` for SQLite (aiosqlite) or P
   See https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
   Every connection also gets the Unicode-aware `lower()` that `agora.db.filters.contains`
   needs (`enable_sqlite_search`).
+* Both (file databases): SQLAlchemy's asyncio queue pool with waiters served first come,
+  first served (`agora.db.pool.FairAsyncQueuePool`).
 * PostgreSQL: a queue pool of the configured size, `application_name`, and server-side
   `statement_timeout` / `lock_timeout` / `idle_in_transaction_session_timeout` sent in the
   startup packet (no extra round trip); opening a connection gives up after `connect_timeout`
@@ -47,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from agora.db.filters import enable_sqlite_search
+from agora.db.pool import FairAsyncQueuePool
 
 # Execution option read by the SQLite "begin" hook: when set, no BEGIN is emitted.
 _SQLITE_AUTOCOMMIT = "agora_autocommit"
@@ -117,8 +120,12 @@ def make_engine(
     args: dict[str, Any] = dict(connect_args or {})
     pool_kwargs: dict[str, Any] = {"pool_recycle": pool_recycle, "pool_pre_ping": pool_pre_ping}
     if "poolclass" not in engine_kwargs:  # sizes apply to the default queue pool only
+        # SQLAlchemy's asyncio queue pool, serving waiters in arrival order (agora.db.pool).
         pool_kwargs.update(
-            pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
+            poolclass=FairAsyncQueuePool,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
         )
     if parsed.get_backend_name() == "sqlite":
         if is_memory_sqlite(parsed):
