@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import warnings
 from datetime import UTC, datetime, timedelta
 
@@ -83,6 +84,7 @@ def _hs512(claims: dict[str, object], key: bytes) -> str:
 def _forgeries(tokens: Tokens) -> dict[str, str]:
     now = datetime.now(UTC)
     good = tokens.issue(1).token
+    assert tokens.user_id(good) == 1  # checked, so remembered: what follows must not be
     key = tokens._key
     head, body, sig = good.split(".")
     return {
@@ -130,3 +132,14 @@ def test_forged_tokens_are_refused(kind: str) -> None:
     tokens = Tokens(SECRET, ttl=timedelta(minutes=5))
     with pytest.raises(InvalidToken):
         tokens.user_id(_forgeries(tokens)[kind])
+
+
+def test_a_remembered_token_still_expires() -> None:
+    tokens = Tokens(SECRET, ttl=timedelta(seconds=2))
+    token = tokens.issue(7).token
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]  # whole seconds
+    assert tokens.user_id(token) == 7  # checked in full, then remembered
+    assert tokens.user_id(token) == 7
+    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    with pytest.raises(InvalidToken):
+        tokens.user_id(token)
