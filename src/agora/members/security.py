@@ -91,7 +91,7 @@ class Tokens:
 
     Tokens that verified are remembered (up to `CACHE_SIZE`, least recently used out) with
     their user id and expiry: a client sends the same token with every request, and checking
-    it again (base64, JSON, HMAC, claims) cost ~90 µs of a ~1 ms request (bench/README.md).
+    it again (base64, JSON, HMAC, claims) cost ~8% of a credit transfer's CPU (bench/README.md).
     A remembered token still stops working at its `exp`; a string that differs in any byte is
     checked in full. Revocation does not depend on this: every authenticated route checks
     the account in the database.
