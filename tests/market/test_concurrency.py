@@ -228,3 +228,24 @@ async def test_twenty_retries_of_one_order_make_one_order(world: World) -> None:
         )
         left = await uow.session.scalar(select(Product.stock).where(Product.id == product.id))
     assert (orders, left) == (1, 48)
+
+
+async def test_twenty_retries_of_one_grant_mint_once(world: World) -> None:
+    (admin,) = await _members(world, 1, superuser=True)
+    (ann,) = await _members(world, 1)
+    headers = {**auth(world.settings, admin), "Idempotency-Key": "one-grant-for-all-20"}
+    body = {"to_user_id": ann.id, "amount": "12.34"}
+
+    async def grant() -> tuple[int, bytes]:
+        response = await world.http.post("/api/v1/credits/grants", json=body, headers=headers)
+        return response.status_code, response.content
+
+    results = await asyncio.gather(*(grant() for _ in range(20)))
+    assert len(set(results)) == 1
+    assert results[0][0] == 201
+    async with world.db.uow(read_only=True) as uow:
+        credits = await uow.session.scalar(select(User.credits).where(User.id == ann.id))
+        grants = await uow.session.scalar(
+            select(func.count(CreditTransfer.id)).where(CreditTransfer.to_user_id == ann.id)
+        )
+    assert (credits, grants) == (12_34, 1)

@@ -154,3 +154,28 @@ async def test_grants(client: AsyncClient, uow: UnitOfWork, settings: Settings) 
     assert await balance(uow, ann) == 100_00 + 999_999_999_999_999
     history = (await client.get(TRANSFERS, headers=auth(settings, ann))).json()
     assert [r["kind"] for r in history["items"]] == ["grant", "grant"]
+
+
+async def test_grant_idempotency_key(
+    client: AsyncClient, uow: UnitOfWork, settings: Settings
+) -> None:
+    admin = await make_user(uow, is_superuser=True)
+    other_admin = await make_user(uow, is_superuser=True)
+    ann = await make_user(uow)
+    headers = auth(settings, admin) | {"Idempotency-Key": "grant-0001"}
+    body = {"to_user_id": ann.id, "amount": "50.00"}
+    first = await client.post(GRANTS, json=body, headers=headers)
+    again = await client.post(GRANTS, json=body, headers=headers)
+    assert (first.status_code, again.status_code, again.content) == (201, 201, first.content)
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await balance(uow, ann) == 50_00  # minted once
+    other = await client.post(GRANTS, json=body | {"amount": "60.00"}, headers=headers)
+    assert (other.status_code, other.json()["error"]) == (422, "IdempotencyKeyReused")
+    short = await client.post(GRANTS, json=body, headers=headers | {"Idempotency-Key": "x"})
+    assert (short.status_code, short.json()["error"]) == (400, "InvalidIdempotencyKey")
+    assert await balance(uow, ann) == 50_00
+    # Keys belong to the superuser who sent them: another one's same key is a new grant.
+    theirs = auth(settings, other_admin) | {"Idempotency-Key": "grant-0001"}
+    assert (await client.post(GRANTS, json=body, headers=theirs)).status_code == 201
+    assert await balance(uow, ann) == 100_00

@@ -64,10 +64,17 @@ async def list_transfers(uow: ReadUoW, user: CurrentUser, page: CursorQuery) -> 
     "/grants",
     status_code=status.HTTP_201_CREATED,
     response_model=TransferRead,
-    responses=errors(403, 404),
+    responses=errors(400, 403, 404),
 )
-async def create_grant(data: GrantCreate, uow: WriteUoW, actor: CurrentUserForWrite) -> Any:
-    """Mint credits for a member (superusers only)."""
-    return await service.grant_credits(
-        uow, actor_id=actor.id, is_superuser=actor.is_superuser, data=data
+async def create_grant(
+    data: GrantCreate,
+    uow: WriteUoW,
+    actor: CurrentUserForWrite,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Mint credits for a member (superusers only); optional Idempotency-Key."""
+    key = checked_key(idempotency_key, required=False)
+    result = await service.grant_credits(
+        uow, actor_id=actor.id, is_superuser=actor.is_superuser, data=data, key=key
     )
+    return stored_response(result)

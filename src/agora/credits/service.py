@@ -25,6 +25,7 @@ from agora.idempotency import StoredResponse, run_idempotent
 from agora.models.market import CreditTransfer, TransferKind
 
 TRANSFER_SCOPE = "credit_transfers"
+GRANT_SCOPE = "credit_grants"
 
 
 def refusal_error(refusal: Refusal, *, who: str = "") -> AppError:
@@ -68,13 +69,17 @@ async def transfer_credits(
 
 
 async def grant_credits(
-    uow: UnitOfWork, *, actor_id: int, is_superuser: bool, data: GrantCreate
-) -> CreditTransfer:
-    """Mint credits for a member; recorded in the ledger as a `grant` without a sender."""
+    uow: UnitOfWork, *, actor_id: int, is_superuser: bool, data: GrantCreate, key: str | None
+) -> StoredResponse:
+    """Mint credits for a member; recorded in the ledger as a `grant` without a sender.
+
+    With an Idempotency-Key (scoped to the granting superuser), a retry after an unknown
+    outcome replays the first grant instead of minting the credits twice.
+    """
     if not is_superuser:
         raise GrantNotAllowed()
 
-    async def attempt() -> CreditTransfer:
+    async def work() -> StoredResponse:
         accounts = uow.repo(AccountRepository)
         if not await accounts.exists_active(data.to_user_id):
             raise RecipientNotFound()
@@ -90,8 +95,15 @@ async def grant_credits(
                 note=data.note or f"granted by user {actor_id}",
             )
         )
+        return StoredResponse(201, TransferRead.model_validate(row).model_dump_json())
+
+    async def attempt() -> StoredResponse:
+        payload = data.model_dump(mode="json")
+        result = await run_idempotent(
+            uow, user_id=actor_id, scope=GRANT_SCOPE, key=key, payload=payload, work=work
+        )
         await uow.commit()
-        return row
+        return result
 
     return await retrying_in(uow, attempt)
 
