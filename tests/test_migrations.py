@@ -187,7 +187,6 @@ async def test_0005_refuses_to_downgrade_while_adjustments_exist(
 ) -> None:
     url = await databases.fresh_url(backend)
     await upgrade(url)
-    head = await _revision(url)
     engine = make_engine(url)
     try:
         database = Database(engine)
@@ -205,7 +204,8 @@ async def test_0005_refuses_to_downgrade_while_adjustments_exist(
             assert response.status_code == 200, response.text
     finally:
         await engine.dispose()
+    await downgrade(url, "0005")  # the later revisions hold nothing that stops them
     with pytest.raises(RuntimeError, match="1 adjustment rows"):
         await downgrade(url, "0004")
-    assert await _revision(url) == head  # nothing was downgraded
+    assert await _revision(url) == "0005"  # nothing was downgraded
     assert "credit_transfer" in await _tables(url)

@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from agora.db.api import ReadUoW, WriteUoW
-from agora.members.deps import TokenUserId
+from agora.members.deps import Bearer
 
 DESCRIPTIONS = {
     400: "Malformed request: a body that is not JSON, a tampered cursor, a bad Idempotency-Key",
@@ -61,7 +61,7 @@ def _dependency(alias: Any) -> Any:
 
 _DATABASE = {_dependency(ReadUoW), _dependency(WriteUoW)}
 _WRITE = _dependency(WriteUoW)
-_TOKEN = _dependency(TokenUserId)
+_TOKEN = _dependency(Bearer)
 
 
 def _params(dependant: Dependant) -> list[str]:

@@ -225,3 +225,61 @@ async def test_a_bad_token_is_401_even_where_a_token_is_optional(
         response = await client.get(url, headers=headers)
         assert response.status_code == 401, url
         assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_a_password_change_ends_every_token_issued_before_it(
+    client: AsyncClient, uow: UnitOfWork
+) -> None:
+    alice = await make_user(uow, username="alice", credits=10_00)
+    bob = await make_user(uow, username="bob")
+    await make_user(uow, username="root", is_superuser=True)
+
+    async def token(username: str, password: str = PASSWORD) -> dict[str, str]:
+        response = await client.post(TOKEN, data={"username": username, "password": password})
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    async def statuses(headers: dict[str, str]) -> list[int]:
+        transfer = {"to_user_id": bob.id, "amount": "0.01"}
+        responses = [
+            await client.get(ME, headers=headers),  # the view dependency
+            await client.get(f"/api/v1/users/{alice.id}", headers=headers),  # own page
+            await client.get(f"/api/v1/users/{bob.id}", headers=headers),  # someone else's
+            await client.get("/api/v1/credits/transfers", headers=headers),  # the User loader
+            await client.post("/api/v1/credits/transfers", json=transfer, headers=headers),
+        ]
+        return [r.status_code for r in responses]
+
+    phone, laptop = await token("alice"), await token("alice")
+    assert await statuses(laptop) == [200, 200, 200, 200, 201]
+    changed = await client.patch(
+        f"/api/v1/users/{alice.id}",
+        headers=phone,
+        json={"password": "new password 1", "current_password": PASSWORD},
+    )
+    assert changed.status_code == 200, changed.text
+    for old in (phone, laptop):  # the device that changed it too: log in again
+        assert await statuses(old) == [401] * 5
+    fresh = await token("alice", "new password 1")
+    assert await statuses(fresh) == [200, 200, 200, 200, 201]
+
+    # A superuser resetting the password ends the owner's sessions, not the superuser's.
+    admin_headers = await token("root")
+    reset = await client.patch(
+        f"/api/v1/users/{alice.id}", headers=admin_headers, json={"password": "new password 2"}
+    )
+    assert reset.status_code == 200, reset.text
+    assert await statuses(fresh) == [401] * 5
+    assert (await client.get(ME, headers=admin_headers)).status_code == 200
+    assert await statuses(await token("alice", "new password 2")) == [200, 200, 200, 200, 201]
+
+
+async def test_other_changes_leave_tokens_working(client: AsyncClient, uow: UnitOfWork) -> None:
+    alice = await make_user(uow, username="alice")
+    response = await client.post(TOKEN, data={"username": "alice", "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    renamed = await client.patch(
+        f"/api/v1/users/{alice.id}", headers=headers, json={"full_name": "Alice B"}
+    )
+    assert renamed.status_code == 200
+    assert (await client.get(ME, headers=headers)).json()["full_name"] == "Alice B"

@@ -14,7 +14,7 @@ import pytest
 from agora.config import Settings, SettingsError, load_settings
 from agora.members.deps import Members
 from agora.members.errors import InvalidToken
-from agora.members.security import Passwords, Tokens
+from agora.members.security import Passwords, Tokens, TokenSubject
 
 SECRET = "s" * 40
 
@@ -69,7 +69,8 @@ def test_a_token_round_trips_and_carries_the_claims() -> None:
     assert issued.expires_in == 300
     assert tokens.user_id(issued.token) == 42
     claims = jwt.decode(issued.token, options={"verify_signature": False})
-    assert set(claims) == {"sub", "iat", "exp", "jti"}
+    assert set(claims) == {"sub", "ver", "iat", "exp", "jti"}
+    assert claims["ver"] == 0
     assert jwt.get_unverified_header(issued.token)["alg"] == "HS256"
 
 
@@ -143,3 +144,17 @@ def test_a_remembered_token_still_expires() -> None:
     time.sleep(max(0.0, expires - time.time()) + 0.05)
     with pytest.raises(InvalidToken):
         tokens.user_id(token)
+
+
+def test_a_token_carries_the_token_version() -> None:
+    tokens = Tokens(SECRET, ttl=timedelta(minutes=5))
+    assert tokens.subject(tokens.issue(7, version=3).token) == TokenSubject(7, 3)
+    assert tokens.subject(tokens.issue(7).token) == TokenSubject(7, 0)
+    now = datetime.now(UTC)
+    claims = {"sub": "7", "iat": now, "exp": now + timedelta(minutes=5), "jti": "x"}
+    older = jwt.encode(claims, tokens._key, algorithm="HS256")  # issued before versions
+    assert tokens.subject(older) == TokenSubject(7, 0)
+    for bad in ("1", -1, True, 1.5, 2**31, None):
+        forged = jwt.encode(claims | {"ver": bad}, tokens._key, algorithm="HS256")
+        with pytest.raises(InvalidToken):
+            tokens.subject(forged)

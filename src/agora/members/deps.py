@@ -23,9 +23,9 @@ from agora.db.pagination import (
 from agora.db.uow import UnitOfWork
 from agora.members.errors import InvalidToken, NotAuthenticated
 from agora.members.ratelimit import LoginLimiter
-from agora.members.repository import UserRepository
-from agora.members.security import Passwords, Tokens
-from agora.models.user import User, UserStatus
+from agora.members.repository import UserRepository, token_matches
+from agora.members.security import Passwords, Tokens, TokenSubject
+from agora.models.user import User
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
 
@@ -77,57 +77,62 @@ MembersDep = Annotated[Members, Depends(get_members)]
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-async def _token_user_id(
+async def _token_subject(
     request: Request, token: Annotated[str | None, Depends(_bearer)]
-) -> int | None:
+) -> TokenSubject | None:
     # The app's `Members` straight from the request rather than through `MembersDep`: FastAPI
     # spends more on solving a dependency than this lookup costs, and every authenticated
     # route pays it (bench/README.md, "Profiling and fixes").
-    return None if token is None else (await get_members(request)).tokens.user_id(token)
+    return None if token is None else (await get_members(request)).tokens.subject(token)
 
 
-TokenUserId = Annotated[int | None, Depends(_token_user_id)]
+Bearer = Annotated[TokenSubject | None, Depends(_token_subject)]
+"""The bearer token's subject (user id and token version), None without a token; a token
+that does not verify is a 401. Whether the account still accepts it is for the database."""
 
 
-async def _load(uow: UnitOfWork, user_id: int | None) -> User:
-    if user_id is None:
+async def _load(uow: UnitOfWork, subject: TokenSubject | None) -> User:
+    if subject is None:
         raise NotAuthenticated()
-    user = await uow.repo(UserRepository).get(user_id)
-    # Deleted, inactive and suspended users' tokens stop working at once.
-    if user is None or not user.is_active:
+    user = await uow.repo(UserRepository).get(subject.user_id)
+    # Deleted, inactive and suspended users' tokens stop working at once, and so do the
+    # tokens issued before a password change.
+    if user is None or not user.is_active or user.token_version != subject.version:
         raise InvalidToken()
     return user
 
 
-async def _current_user(uow: ReadUoW, user_id: TokenUserId) -> User:
-    return await _load(uow, user_id)
+async def _current_user(uow: ReadUoW, subject: Bearer) -> User:
+    return await _load(uow, subject)
 
 
-async def _current_user_for_write(uow: WriteUoW, user_id: TokenUserId) -> User:
-    return await _load(uow, user_id)
+async def _current_user_for_write(uow: WriteUoW, subject: Bearer) -> User:
+    return await _load(uow, subject)
 
 
-async def _current_user_id_for_write(uow: WriteUoW, user_id: TokenUserId) -> int:
-    if user_id is None:
+async def _current_user_id_for_write(uow: WriteUoW, subject: Bearer) -> int:
+    if subject is None:
         raise NotAuthenticated()
     # The same rule as `_load`, without building the User (and loading its profile).
-    if not await uow.repo(UserRepository).is_active(user_id):
+    if not await uow.repo(UserRepository).token_is_current(subject.user_id, subject.version):
         raise InvalidToken()
-    return user_id
+    return subject.user_id
 
 
-async def _current_user_view(uow: ReadUoW, user_id: TokenUserId) -> RowMapping:
-    if user_id is None:
+async def _current_user_view(uow: ReadUoW, subject: Bearer) -> RowMapping:
+    if subject is None:
         raise NotAuthenticated()
-    row = await uow.repo(UserRepository).get_view(user_id)
-    # The rule of `_load`: deleted (absent here), inactive and suspended users' tokens fail.
-    if row is None or row["status"] is not UserStatus.active:
+    row = await uow.repo(UserRepository).get_view(subject.user_id)
+    # The rule of `_load`: deleted (absent here), inactive and suspended users' tokens fail,
+    # and so do tokens older than the last password change.
+    if not token_matches(row, subject):
         raise InvalidToken()
+    assert row is not None
     return row
 
 
-async def _optional_user(uow: ReadUoW, user_id: TokenUserId) -> User | None:
-    return None if user_id is None else await _load(uow, user_id)
+async def _optional_user(uow: ReadUoW, subject: Bearer) -> User | None:
+    return None if subject is None else await _load(uow, subject)
 
 
 # The user is loaded in the same unit of work as the endpoint's (FastAPI caches a dependency

@@ -20,6 +20,7 @@ from agora.db.pagination import CursorPage, CursorParams, Page, PageParams
 from agora.db.repository import Load, OrderBy, Repository, Where
 from agora.members.errors import UserNotFound
 from agora.members.schemas import PROFILE_COLUMNS, VIEW_COLUMNS
+from agora.members.security import TokenSubject
 from agora.models.user import User, UserProfile, UserStatus
 
 
@@ -67,9 +68,12 @@ _ACTIVE_ID = (
     )
     .execution_options(include_deleted=True)
 )
-# Whether a token's user may see private views: their `is_superuser` when they are active
-# and not deleted, no row otherwise.
-_VIEWER_IS_SUPERUSER = _ACTIVE_ID.with_only_columns(_user.c.is_superuser)
+# The id of an active, not deleted user whose token version is the token's: the check every
+# authenticated request makes (a password change bumps the version).
+_CURRENT_TOKEN = _ACTIVE_ID.where(_user.c.token_version == bindparam("version", type_=Integer))
+# Whether a token's user may see private views: their `is_superuser` when the token is
+# current (see above), no row otherwise.
+_VIEWER_IS_SUPERUSER = _CURRENT_TOKEN.with_only_columns(_user.c.is_superuser)
 # Built once: a user and their profile in ONE query (a LEFT JOIN), as plain columns, for the
 # single-user reads (`GET /users/{id}`, `GET /users/me`). Loading a `User` costs two queries
 # (the profile is a selectinload) and the ORM's identity map and object construction; these
@@ -78,12 +82,23 @@ _profile = UserProfile.metadata.tables[UserProfile.__tablename__]
 _USER_VIEW = (
     select(
         *(_user.c[name] for name in VIEW_COLUMNS),
+        _user.c.token_version,  # not shown: for `token_matches` (GET /users/me)
         *(_profile.c[name].label(f"profile_{name}") for name in PROFILE_COLUMNS),
     )
     .select_from(_user.outerjoin(_profile, _profile.c.user_id == _user.c.id))
     .where(_user.c.id == bindparam("user_id", type_=Integer), _user.c.deleted_at.is_(None))
     .execution_options(include_deleted=True)
 )
+
+
+def token_matches(row: RowMapping | None, subject: TokenSubject) -> bool:
+    """Whether `row` (of `UserRepository.get_view`, for the token's user) accepts the token:
+    the user exists, is active, and the token's version is the row's."""
+    return (
+        row is not None
+        and row["status"] is UserStatus.active
+        and row["token_version"] == subject.version
+    )
 
 
 class UserRepository(Repository[User]):
@@ -96,15 +111,19 @@ class UserRepository(Repository[User]):
         result = await self.session.execute(_USER_VIEW, {"user_id": user_id})
         return result.mappings().one_or_none()
 
-    async def viewer_is_superuser(self, user_id: int) -> bool | None:
-        """Whether `user_id` is a superuser; None unless they are active and not deleted
-        (one single-column SELECT)."""
-        result: bool | None = await self.session.scalar(_VIEWER_IS_SUPERUSER, {"user_id": user_id})
+    async def viewer_is_superuser(self, user_id: int, version: int) -> bool | None:
+        """Whether `user_id` is a superuser; None unless their token (of `version`) is
+        current: the user active, not deleted, `version` theirs (one single-column SELECT)."""
+        result: bool | None = await self.session.scalar(
+            _VIEWER_IS_SUPERUSER, {"user_id": user_id, "version": version}
+        )
         return result
 
-    async def is_active(self, user_id: int) -> bool:
-        """Whether `user_id` is an active, not deleted user (one single-column SELECT)."""
-        return await self.session.scalar(_ACTIVE_ID, {"user_id": user_id}) is not None
+    async def token_is_current(self, user_id: int, version: int) -> bool:
+        """Whether a token of `user_id` and `version` still works: the user active, not
+        deleted, and no password change since it was issued (one single-column SELECT)."""
+        params = {"user_id": user_id, "version": version}
+        return await self.session.scalar(_CURRENT_TOKEN, params) is not None
 
     def select_stmt(
         self,

@@ -13,12 +13,12 @@ from agora.db.filters import MAX_SEARCH_LENGTH
 from agora.db.pagination import CursorPage, Page
 from agora.members import service
 from agora.members.deps import (
+    Bearer,
     CurrentUserForWrite,
     CurrentUserView,
     ListPaging,
     MembersDep,
     OptionalUser,
-    TokenUserId,
     client_address,
 )
 from agora.members.repository import UserOrder
@@ -133,9 +133,9 @@ async def read_me(row: CurrentUserView) -> Response:
 
 
 @users.get("/{user_id}", response_model=UserView, responses=errors(404))
-async def read_user(user_id: UserId, uow: ReadUoW, viewer_id: TokenUserId) -> Response:
+async def read_user(user_id: UserId, uow: ReadUoW, viewer: Bearer) -> Response:
     """A user: private view for self and superusers, public view otherwise."""
-    row, private = await service.get_user_view(uow, user_id=user_id, viewer_id=viewer_id)
+    row, private = await service.get_user_view(uow, user_id=user_id, viewer=viewer)
     return _json(user_view_json(row, private=private))
 
 

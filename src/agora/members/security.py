@@ -30,6 +30,7 @@ T = TypeVar("T")
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 MAX_USER_ID = 2**31 - 1  # the `user.id` column is a 32-bit integer
+MAX_TOKEN_VERSION = 2**31 - 1  # `user.token_version` too
 
 
 class Passwords:
@@ -86,8 +87,18 @@ class AccessToken:
     expires_in: int  # seconds
 
 
+@dataclass(frozen=True, slots=True)
+class TokenSubject:
+    """Who a valid access token speaks for: the user id and the user's `token_version` when
+    it was issued (a password change bumps the version: older tokens stop working)."""
+
+    user_id: int
+    version: int = 0
+
+
 class Tokens:
-    """Issue and check HS256 access tokens carrying `sub` (the user id), `iat`, `exp`, `jti`.
+    """Issue and check HS256 access tokens carrying `sub` (the user id), `ver` (the user's
+    token version), `iat`, `exp`, `jti`.
 
     Tokens that verified are remembered (up to `CACHE_SIZE`, least recently used out) with
     their user id and expiry: a client sends the same token with every request, and checking
@@ -106,12 +117,13 @@ class Tokens:
         # value signed for one purpose must never be accepted as the other.
         self._key = hmac.new(secret_key.encode(), b"agora/access-token", hashlib.sha256).digest()
         self.ttl = ttl
-        self._verified: OrderedDict[str, tuple[int, float]] = OrderedDict()  # user id, exp
+        self._verified: OrderedDict[str, tuple[TokenSubject, float]] = OrderedDict()  # ..., exp
 
-    def issue(self, user_id: int, *, now: datetime | None = None) -> AccessToken:
+    def issue(self, user_id: int, *, version: int = 0, now: datetime | None = None) -> AccessToken:
         issued = now or datetime.now(UTC)
         claims = {
             "sub": str(user_id),
+            "ver": version,
             "iat": issued,
             "exp": issued + self.ttl,
             "jti": uuid.uuid4().hex,
@@ -120,7 +132,12 @@ class Tokens:
         return AccessToken(token=token, expires_in=int(self.ttl.total_seconds()))
 
     def user_id(self, token: str) -> int:
-        """The user id a valid token was issued to; `InvalidToken` for anything else.
+        """The user id a valid token was issued to; `InvalidToken` for anything else."""
+        return self.subject(token).user_id
+
+    def subject(self, token: str) -> TokenSubject:
+        """The user id and token version a valid token was issued with; `InvalidToken` for
+        anything else. A token without `ver` (issued before versions existed) has version 0.
 
         The accepted algorithm is pinned (no `alg: none`, no algorithm confusion) and `exp`
         and `sub` must be present, https://pyjwt.readthedocs.io/en/stable/api.html
@@ -148,7 +165,11 @@ class Tokens:
         user_id = int(sub)
         if not 1 <= user_id <= MAX_USER_ID:
             raise InvalidToken()
-        self._verified[token] = (user_id, float(claims["exp"]))
+        version = claims.get("ver", 0)
+        if type(version) is not int or not 0 <= version <= MAX_TOKEN_VERSION:
+            raise InvalidToken()
+        subject = TokenSubject(user_id, version)
+        self._verified[token] = (subject, float(claims["exp"]))
         if len(self._verified) > self.CACHE_SIZE:
             self._verified.popitem(last=False)
-        return user_id
+        return subject

@@ -26,9 +26,9 @@ from agora.members.errors import (
     WrongPassword,
 )
 from agora.members.ratelimit import LoginLimiter
-from agora.members.repository import UserOrder, UserRepository, user_filters
+from agora.members.repository import UserOrder, UserRepository, token_matches, user_filters
 from agora.members.schemas import PRIVILEGED_FIELDS, ProfileUpdate, UserCreate, UserUpdate
-from agora.members.security import AccessToken, Passwords, Tokens
+from agora.members.security import AccessToken, Passwords, Tokens, TokenSubject
 from agora.models.user import User, UserProfile, UserStatus
 
 
@@ -82,6 +82,7 @@ async def log_in(
         await passwords.verify_dummy(password)
         raise InvalidCredentials()
     user_id, hashed, status = user.id, user.hashed_password, user.status
+    version = user.token_version  # a password change meanwhile makes this token stale at once
     # End the read transaction before Argon2 runs (tens of ms): hold no lock or snapshot.
     await uow.rollback()
     ok, new_hash = await passwords.verify(password, hashed)
@@ -92,7 +93,7 @@ async def log_in(
     if new_hash is not None:
         await users.replace_password_hash(user_id, old=hashed, new=new_hash)
         await uow.commit()
-    return tokens.issue(user_id)
+    return tokens.issue(user_id, version=version)
 
 
 async def get_user(uow: UnitOfWork, *, user_id: int) -> User:
@@ -100,24 +101,25 @@ async def get_user(uow: UnitOfWork, *, user_id: int) -> User:
 
 
 async def get_user_view(
-    uow: UnitOfWork, *, user_id: int, viewer_id: int | None
+    uow: UnitOfWork, *, user_id: int, viewer: TokenSubject | None
 ) -> tuple[RowMapping, bool]:
     """A user with their profile as one row (`UserRepository.get_view`), and whether the
-    viewer (a token's user id, or None) may see the private view: self or a superuser.
+    viewer (a token's subject, or None) may see the private view: self or a superuser.
 
-    `UserNotFound`; `InvalidToken` when the viewer is not an active user (the rule of every
+    `UserNotFound`; `InvalidToken` when the viewer's token no longer works (the rule of every
     authenticated route). One query, two when the viewer is someone else.
     """
     users = uow.repo(UserRepository)
     private = False
-    if viewer_id is not None and viewer_id != user_id:
-        is_superuser = await users.viewer_is_superuser(viewer_id)
+    own = viewer is not None and viewer.user_id == user_id
+    if viewer is not None and not own:
+        is_superuser = await users.viewer_is_superuser(viewer.user_id, viewer.version)
         if is_superuser is None:
             raise InvalidToken()
         private = is_superuser
     row = await users.get_view(user_id)
-    if viewer_id == user_id:  # the viewer's own row tells whether their token still works
-        if row is None or row["status"] is not UserStatus.active:
+    if viewer is not None and own:  # the viewer's own row tells whether their token works
+        if not token_matches(row, viewer):
             raise InvalidToken()
         private = True
     if row is None:
@@ -170,6 +172,7 @@ async def update_user(
         raise UsernameTaken()
     if data.password is not None:
         user.hashed_password = await _new_password_hash(actor, user, data, passwords)
+        user.token_version += 1  # every token issued before, the caller's own included, ends
     if data.credits is not None:
         await set_balance(uow, actor_id=actor.id, user_id=user.id, balance=data.credits)
         # The Core UPDATE bypassed the ORM: reload so the response shows the new balance.

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Enum, ForeignKey, String, false
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Integer,
+    String,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agora.db.base import Base, IdMixin, SoftDeleteMixin, TimestampMixin, relationship
@@ -47,6 +56,9 @@ class User(IdMixin, TimestampMixin, SoftDeleteMixin, Base):
     is_superuser: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Money is integer cents (see agora.money); never negative.
     credits: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Carried by every access token (claim `ver`) and compared on every authenticated
+    # request; a password change bumps it, so the tokens issued before stop working.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     profile: Mapped[UserProfile | None] = relationship(
         back_populates="user", uselist=False, cascade="all, delete-orphan"
