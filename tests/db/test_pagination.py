@@ -253,6 +253,26 @@ async def test_a_cursor_from_another_ordering_is_refused(tk_uow: UnitOfWork) -> 
             )
 
 
+async def test_a_cursor_from_another_filter_is_refused(tk_uow: UnitOfWork) -> None:
+    articles = await make_articles(tk_uow.session, 8, score=1)
+    for article in articles[6:]:
+        article.score = 2
+    await tk_uow.flush()
+    order = [Article.title]
+    ones = select(Article).where(Article.score == 1)
+    page = await paginate_keyset(tk_uow.session, ones, cursor(2), order_by=order)
+    assert page.next_cursor is not None
+    following = await paginate_keyset(
+        tk_uow.session, ones, cursor(2, page.next_cursor), order_by=order
+    )
+    assert [a.score for a in following.items] == [1, 1]
+    for other in (select(Article).where(Article.score == 2), select(Article)):
+        with pytest.raises(InvalidCursor, match="another listing"):
+            await paginate_keyset(
+                tk_uow.session, other, cursor(2, page.next_cursor), order_by=order
+            )
+
+
 # --- cursors ----------------------------------------------------------------------------------
 
 

@@ -211,6 +211,19 @@ async def test_a_cursor_of_another_order_is_400(
     assert "another listing or ordering" in response.json()["detail"]
 
 
+async def test_a_cursor_of_another_search_is_400(client: AsyncClient, uow: UnitOfWork) -> None:
+    for name in ("alice", "alina", "bob", "bobby"):
+        await make_user(uow, username=name)
+    first = await _get(client, q="ali", order_by="username", limit=1, paging="cursor")
+    params = {"order_by": "username", "cursor": first["next_cursor"]}
+    for other in ({"q": "bob"}, {}):  # another term, or none: not this listing's next page
+        response = await client.get(USERS, params=params | other)
+        assert response.status_code == 400, response.text
+        assert "another listing or ordering" in response.json()["detail"]
+    same = await client.get(USERS, params=params | {"q": "ali"})
+    assert [u["username"] for u in same.json()["items"]] == ["alina"]
+
+
 @pytest.mark.parametrize(
     "params",
     [

@@ -17,8 +17,9 @@ inserted or deleted between requests)::
 The ordering may mix directions; the entity's primary key is appended as the tie-breaker so
 the order is total. Nullable sort columns are ordered NULLS LAST (or as asked with
 `.nulls_first()`) on both databases and handled in the keyset predicate. Cursors are signed
-with the application secret and carry a fingerprint of the ordering: a tampered, truncated or
-foreign cursor is an `InvalidCursor` (400), never a 500 (see `agora.db.cursors`).
+with the application secret and carry a fingerprint of the ordering and of the filters: a
+tampered, truncated or foreign cursor, or one from a listing sorted or filtered otherwise, is
+an `InvalidCursor` (400), never a 500 (see `agora.db.cursors`).
 
 Both functions run the statement through the ORM session, so `do_orm_execute` hooks (soft
 delete criteria) apply to the rows and to the count.
@@ -37,8 +38,8 @@ from pydantic import BaseModel
 from sqlalchemy import Select, and_, false, func, inspect, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
-from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.elements import BindParameter, ColumnElement, UnaryExpression
 
 from agora.db.cursors import CURSOR_SALT, CursorCodec, Position
 from agora.db.errors import InvalidPagination
@@ -235,8 +236,19 @@ def _sort_keys(stmt: Select[Any], order_by: Sequence[OrderBy]) -> list[_SortKey]
     return keys
 
 
-def _fingerprint(keys: Sequence[_SortKey]) -> str:
-    text = "|".join(key.describe() for key in keys)
+def _fingerprint(keys: Sequence[_SortKey], stmt: Select[Any]) -> str:
+    """The ordering and the filters (the WHERE clause and its bound values): a cursor is
+    refused by a listing sorted or filtered otherwise, e.g. another search term or another
+    user's history, instead of silently continuing a different listing from its position."""
+    parts = [key.describe() for key in keys]
+    where = stmt.whereclause
+    if where is not None:
+        parts.append(str(where))  # the structure (lenient compiler: any dialect's constructs)
+        values = [
+            b.effective_value for b in visitors.iterate(where) if isinstance(b, BindParameter)
+        ]
+        parts.append(repr(values))
+    text = "|".join(parts)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -271,7 +283,7 @@ async def paginate_keyset(
     extra columns), so any expression of the entity can be a sort key.
     """
     keys = _sort_keys(stmt, order_by)
-    fingerprint = _fingerprint(keys)
+    fingerprint = _fingerprint(keys, stmt)
     at = params.codec.decode(params.cursor, fingerprint, len(keys)) if params.cursor else None
     reverse = at is not None and at.backwards
     query = stmt.order_by(None).order_by(*(key.order(reverse) for key in keys))
