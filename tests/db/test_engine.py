@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiosqlite
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -188,5 +189,37 @@ async def test_sqlite_pool_rolls_back_a_connection_returned_mid_transaction(
             await conn.execute(text("INSERT INTO t VALUES (2)"))
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT x FROM t"))).scalars().all() == [2]
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_units_roll_back_only_what_they_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a read-only unit costs no trip to aiosqlite's thread for a no-op rollback;
+    a write unit left without commit is still rolled back (the row is not kept)."""
+    rollbacks: list[bool] = []
+    real_rollback = aiosqlite.Connection.rollback
+
+    async def counted(self: aiosqlite.Connection) -> None:
+        rollbacks.append(self.in_transaction)
+        await real_rollback(self)
+
+    monkeypatch.setattr(aiosqlite.Connection, "rollback", counted)
+    engine = make_engine(f"sqlite:///{tmp_path / 'u.db'}", pool_size=1, max_overflow=0)
+    db = Database(engine)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        rollbacks.clear()
+        for _ in range(3):
+            async with db.uow(read_only=True) as uow:
+                await uow.session.execute(text("SELECT count(*) FROM t"))
+        assert rollbacks == []
+        async with db.uow() as uow:
+            await uow.session.execute(text("INSERT INTO t VALUES (1)"))
+        assert rollbacks == [True]  # the open transaction, rolled back once
+        async with db.uow(read_only=True) as uow:
+            assert (await uow.session.execute(text("SELECT count(*) FROM t"))).scalar() == 0
     finally:
         await engine.dispose()

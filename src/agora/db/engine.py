@@ -214,6 +214,18 @@ def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int, wal: boo
         if dbapi_connection._connection.in_transaction:  # aiosqlite reads it in-thread
             dbapi_connection.rollback()
 
+    # Closing a connection (every session's end) rolls its SQLAlchemy transaction back with
+    # the driver's rollback(), a trip to aiosqlite's thread even when no BEGIN was emitted
+    # (read-only units: one of five trips per read). Only a connection that is inside a
+    # transaction needs it. `do_rollback` is the dialect's hook for exactly this call.
+    rollback = sync_engine.dialect.do_rollback
+
+    def _rollback_if_open(dbapi_connection: Any) -> None:
+        if dbapi_connection._connection.in_transaction:
+            rollback(dbapi_connection)
+
+    sync_engine.dialect.do_rollback = _rollback_if_open  # type: ignore[method-assign]
+
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get(_SQLITE_AUTOCOMMIT):
