@@ -125,9 +125,8 @@ async def _current_user_view(uow: ReadUoW, subject: Bearer) -> RowMapping:
     row = await uow.repo(UserRepository).get_view(subject.user_id)
     # The rule of `_load`: deleted (absent here), inactive and suspended users' tokens fail,
     # and so do tokens older than the last password change.
-    if not token_matches(row, subject):
+    if row is None or not token_matches(row, subject):
         raise InvalidToken()
-    assert row is not None
     return row
 
 

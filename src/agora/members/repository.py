@@ -91,14 +91,10 @@ _USER_VIEW = (
 )
 
 
-def token_matches(row: RowMapping | None, subject: TokenSubject) -> bool:
+def token_matches(row: RowMapping, subject: TokenSubject) -> bool:
     """Whether `row` (of `UserRepository.get_view`, for the token's user) accepts the token:
-    the user exists, is active, and the token's version is the row's."""
-    return (
-        row is not None
-        and row["status"] is UserStatus.active
-        and row["token_version"] == subject.version
-    )
+    the user is active and the token's version is the row's."""
+    return row["status"] is UserStatus.active and row["token_version"] == subject.version
 
 
 class UserRepository(Repository[User]):

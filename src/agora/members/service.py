@@ -119,7 +119,7 @@ async def get_user_view(
         private = is_superuser
     row = await users.get_view(user_id)
     if viewer is not None and own:  # the viewer's own row tells whether their token works
-        if not token_matches(row, viewer):
+        if row is None or not token_matches(row, viewer):
             raise InvalidToken()
         private = True
     if row is None:
