@@ -31,7 +31,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agora.db.errors import BadRequest, Conflict, Invalid
-from agora.db.uow import UnitOfWork
+from agora.db.uow import UnitOfWork, retrying_in
 from agora.db.upsert import upsert_statement
 from agora.models.market import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_MIN, IdempotencyKey
 
@@ -142,6 +142,28 @@ async def run_idempotent(
     response = await work()
     await keys.store(claim_id, response)
     return response
+
+
+async def commit_idempotent(
+    uow: UnitOfWork,
+    *,
+    user_id: int,
+    scope: str,
+    key: str | None,
+    payload: Any,
+    work: Callable[[], Awaitable[StoredResponse]],
+) -> StoredResponse:
+    """A whole idempotent write: `run_idempotent`, then one commit, the pair run again on a
+    serialization failure or deadlock (`retrying_in`, which rolls back between attempts)."""
+
+    async def attempt() -> StoredResponse:
+        result = await run_idempotent(
+            uow, user_id=user_id, scope=scope, key=key, payload=payload, work=work
+        )
+        await uow.commit()
+        return result
+
+    return await retrying_in(uow, attempt)
 
 
 async def _replay(

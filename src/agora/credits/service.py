@@ -20,8 +20,8 @@ from agora.credits.repository import AccountRepository, LedgerRepository, Refusa
 from agora.credits.schemas import GrantCreate, TransferCreate, TransferRead
 from agora.db.errors import AppError
 from agora.db.pagination import CursorPage, CursorParams
-from agora.db.uow import UnitOfWork, retrying_in
-from agora.idempotency import StoredResponse, run_idempotent
+from agora.db.uow import UnitOfWork
+from agora.idempotency import StoredResponse, commit_idempotent
 from agora.models.market import CreditTransfer, TransferKind
 
 TRANSFER_SCOPE = "credit_transfers"
@@ -57,15 +57,14 @@ async def transfer_credits(
         )
         return StoredResponse(201, TransferRead.model_validate(row).model_dump_json())
 
-    async def attempt() -> StoredResponse:
-        payload = data.model_dump(mode="json")
-        result = await run_idempotent(
-            uow, user_id=sender_id, scope=TRANSFER_SCOPE, key=key, payload=payload, work=work
-        )
-        await uow.commit()
-        return result
-
-    return await retrying_in(uow, attempt)
+    return await commit_idempotent(
+        uow,
+        user_id=sender_id,
+        scope=TRANSFER_SCOPE,
+        key=key,
+        payload=data.model_dump(mode="json"),
+        work=work,
+    )
 
 
 async def grant_credits(
@@ -97,15 +96,14 @@ async def grant_credits(
         )
         return StoredResponse(201, TransferRead.model_validate(row).model_dump_json())
 
-    async def attempt() -> StoredResponse:
-        payload = data.model_dump(mode="json")
-        result = await run_idempotent(
-            uow, user_id=actor_id, scope=GRANT_SCOPE, key=key, payload=payload, work=work
-        )
-        await uow.commit()
-        return result
-
-    return await retrying_in(uow, attempt)
+    return await commit_idempotent(
+        uow,
+        user_id=actor_id,
+        scope=GRANT_SCOPE,
+        key=key,
+        payload=data.model_dump(mode="json"),
+        work=work,
+    )
 
 
 async def set_balance(uow: UnitOfWork, *, actor_id: int, user_id: int, balance: int) -> int:

@@ -17,7 +17,7 @@ from agora.db.base import utcnow
 from agora.db.errors import StaleData
 from agora.db.pagination import CursorPage, CursorParams, Page, PageParams
 from agora.db.uow import UnitOfWork, retrying_in
-from agora.idempotency import StoredResponse, run_idempotent
+from agora.idempotency import StoredResponse, commit_idempotent
 from agora.market.errors import (
     NotOrderBuyer,
     NotProductSeller,
@@ -141,19 +141,14 @@ async def place_order(
 ) -> StoredResponse:
     """Claim the key, lock and decrement stock, snapshot prices: one transaction, 201."""
 
-    async def attempt() -> StoredResponse:
-        result = await run_idempotent(
-            uow,
-            user_id=buyer_id,
-            scope=ORDER_SCOPE,
-            key=key,
-            payload=data.model_dump(mode="json"),
-            work=lambda: _place(uow, buyer_id=buyer_id, data=data),
-        )
-        await uow.commit()
-        return result
-
-    return await retrying_in(uow, attempt)
+    return await commit_idempotent(
+        uow,
+        user_id=buyer_id,
+        scope=ORDER_SCOPE,
+        key=key,
+        payload=data.model_dump(mode="json"),
+        work=lambda: _place(uow, buyer_id=buyer_id, data=data),
+    )
 
 
 async def _place(uow: UnitOfWork, *, buyer_id: int, data: OrderCreate) -> StoredResponse:
