@@ -126,3 +126,16 @@ async def test_relationship_loads_of_unqueried_objects_skip_deleted(tk_uow: Unit
     await tk_uow.flush()
     await tk_uow.session.refresh(author, ["articles"])
     assert [a.title for a in author.articles] == ["kept"]
+
+
+async def test_a_core_select_over_the_table_says_its_own_where(tk_uow: UnitOfWork) -> None:
+    # Loader criteria are an ORM feature: a statement over `Table` columns (the form hot
+    # read paths use) is sent as written, so it must filter `deleted_at` itself.
+    await _author_with_articles(tk_uow, "kept", "gone", deleted="gone")
+    table = Article.__table__
+    every = select(table.c.title).order_by(table.c.title)
+    assert (await tk_uow.session.scalars(every)).all() == ["gone", "kept"]
+    live = every.where(table.c.deleted_at.is_(None))
+    assert (await tk_uow.session.scalars(live)).all() == ["kept"]
+    # The ORM form of the same read is still filtered.
+    assert (await tk_uow.session.scalars(select(Article.title))).all() == ["kept"]

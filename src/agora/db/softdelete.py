@@ -5,7 +5,9 @@ every session in the process, whichever factory made it). For each ORM SELECT it
 `with_loader_criteria(SoftDeleteMixin, deleted_at IS NULL)`: rows of any model using
 `SoftDeleteMixin` disappear from `select()`, `session.get()`, counts, joins, aliases and, because
 the option propagates to loaders, from `selectinload` / `joinedload` relationship loads too.
-Models without the mixin are not touched.
+Models without the mixin are not touched, nor are Core statements written against tables
+(`select(table.c.title)`): loader criteria are an ORM feature, so such a statement (the form
+the hottest read paths use) says its own `deleted_at IS NULL`.
 
 Opt out per statement with the execution option `include_deleted=True`:
 
@@ -37,6 +39,10 @@ def _not_deleted(cls: Any) -> ColumnElement[bool]:
     return cls.deleted_at.is_(None)  # type: ignore[no-any-return]
 
 
+# One option object serves every statement (building one per execution costs ~6 µs).
+_HIDE_DELETED: Final = with_loader_criteria(SoftDeleteMixin, _not_deleted, include_aliases=True)
+
+
 def _hide_soft_deleted(state: ORMExecuteState) -> None:
     # Unlike SQLAlchemy's recipe, relationship loads are filtered here too: the criteria only
     # travel with objects that came from a filtered SELECT, not with objects that were just
@@ -44,14 +50,15 @@ def _hide_soft_deleted(state: ORMExecuteState) -> None:
     # execution options, so `include_deleted=True` still reaches them.
     if (
         not state.is_select
+        # A Core statement (tables, not mapped classes) gets no ORM loader criteria anyway:
+        # it says its own WHERE. Skipping it keeps hot Core reads free of the option's cost.
+        or not state.is_orm_statement
         # Refresh / expired-attribute loads act on an object the caller already holds.
         or state.is_column_load
         or state.execution_options.get(INCLUDE_DELETED, False)
     ):
         return
-    state.statement = state.statement.options(
-        with_loader_criteria(SoftDeleteMixin, _not_deleted, include_aliases=True)
-    )
+    state.statement = state.statement.options(_HIDE_DELETED)
 
 
 def install_soft_delete() -> None:
