@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -105,3 +106,27 @@ async def test_openapi_is_served(client: AsyncClient) -> None:
     spec = response.json()
     assert spec["info"]["title"] == "Agora"
     assert "/health/ready" in spec["paths"]
+
+
+async def test_the_lifespan_tunes_the_collector_and_gives_it_back(tmp_path: Path) -> None:
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/x.db"))
+    async with serving(app) as http:
+        assert (await http.get("/health/live")).status_code == 200
+        # What startup built is out of the collector's way; passes are rarer.
+        assert gc.get_freeze_count() > 10_000
+        assert gc.get_threshold() == (10_000, *before[0][1:])
+        # A second app in the same process (overlapping lifespans) changes nothing more...
+        async with serving(create_app(Settings(database_url=f"sqlite:///{tmp_path}/y.db"))):
+            assert gc.get_threshold()[0] == 10_000
+        # ...and leaving it does not undo the first app's settings.
+        assert gc.get_threshold()[0] == 10_000
+        assert gc.get_freeze_count() > 10_000
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+async def test_collector_tuning_can_be_switched_off(tmp_path: Path) -> None:
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/x.db", gc_freeze=False, gc_threshold=0)
+    async with serving(create_app(settings)):
+        assert (gc.get_threshold(), gc.get_freeze_count()) == before

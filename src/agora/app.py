@@ -21,6 +21,7 @@ from agora.db.readyourwrites import PositionSigner, ReadYourWritesMiddleware
 from agora.db.replicas import ReplicaSet
 from agora.db.session import Database
 from agora.forum.router import router as forum_router
+from agora.gctuning import tuned_gc
 from agora.market.router import router as market_router
 from agora.members.deps import Members
 from agora.members.router import router as members_router
@@ -116,7 +117,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 app.state.db = make_database(settings)
                 await app.state.db.start()  # first replica probe, then in the background
             try:
-                with observability.watching(app.state.db):  # pool and statement metrics
+                with (
+                    observability.watching(app.state.db),  # pool and statement metrics
+                    tuned_gc(freeze=settings.gc_freeze, threshold=settings.gc_threshold),
+                ):
                     yield
             finally:
                 if database is None:

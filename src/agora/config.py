@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     slow_statement_ms: int = Field(default=500, ge=0)
     log_statement_parameters: bool = False
     metrics_enabled: bool = True
+    # Garbage collector of the server process (agora.gctuning): freeze the startup heap,
+    # and the young-generation threshold (0 = Python's default of 700).
+    gc_freeze: bool = True
+    gc_threshold: int = Field(default=10_000, ge=0, le=10_000_000)
     connect_timeout: float = Field(default=5.0, gt=0, le=600)
 
     @field_validator("log_level", mode="before")
