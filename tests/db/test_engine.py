@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any, cast
 
 import aiosqlite
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agora.db.engine import make_engine, normalize_url
@@ -221,5 +223,56 @@ async def test_sqlite_units_roll_back_only_what_they_opened(
         assert rollbacks == [True]  # the open transaction, rolled back once
         async with db.uow(read_only=True) as uow:
             assert (await uow.session.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_statements_make_one_trip_to_the_driver_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each statement is one call on aiosqlite's thread (SQLAlchemy's adapter makes three or
+    four), and what SQLAlchemy reads back -- rows, rowcount, lastrowid, errors, streamed
+    results -- is unchanged."""
+    trips = 0
+    real_execute: Any = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal trips
+        trips += 1
+        return await real_execute(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    engine = make_engine(f"sqlite:///{tmp_path / 'trips.db'}", pool_size=1, max_overflow=0)
+    db = Database(engine)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, x INTEGER UNIQUE)"))
+        trips = 0
+        async with db.uow(read_only=True) as uow:
+            result = await uow.session.execute(text("SELECT count(*), 'a' AS label FROM t"))
+            assert result.one()._asdict() == {"count(*)": 0, "label": "a"}
+        assert trips == 1  # the SELECT alone: no cursor to open or close, no BEGIN
+
+        trips = 0
+        async with db.uow() as uow:
+            run = uow.session.execute
+            inserted = cast(
+                CursorResult[Any], await run(text("INSERT INTO t (x) VALUES (10), (20)"))
+            )
+            assert inserted.rowcount == 2
+            one = cast(CursorResult[Any], await run(text("INSERT INTO t (x) VALUES (30)")))
+            assert one.lastrowid == 3
+            updated = cast(
+                CursorResult[Any], await run(text("UPDATE t SET x = x + 1 WHERE x < 25"))
+            )
+            assert updated.rowcount == 2
+            await uow.commit()
+        assert trips == 5  # BEGIN IMMEDIATE, three statements, COMMIT
+
+        async with engine.connect() as conn:
+            streamed = await conn.stream(text("SELECT x FROM t ORDER BY x"))
+            assert [x async for x in streamed.scalars()] == [11, 21, 30]
+            with pytest.raises(IntegrityError):
+                await conn.execute(text("INSERT INTO t (x) VALUES (30)"))
     finally:
         await engine.dispose()

@@ -10,7 +10,8 @@ One function, `make_engine`, builds an `AsyncEngine` for SQLite (aiosqlite) or P
   `BEGIN IMMEDIATE` takes the write lock up front and waits on the busy timeout instead.
   See https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
   Every connection also gets the Unicode-aware `lower()` that `agora.db.filters.contains`
-  needs (`enable_sqlite_search`).
+  needs (`enable_sqlite_search`). Each statement makes one trip to aiosqlite's thread
+  instead of SQLAlchemy's three or four (`agora.db.sqlite_driver`).
 * Both (file databases): SQLAlchemy's asyncio queue pool with waiters served first come,
   first served (`agora.db.pool.FairAsyncQueuePool`).
 * PostgreSQL: a queue pool of the configured size, `application_name`, and server-side
@@ -50,6 +51,7 @@ from sqlalchemy.pool import StaticPool
 
 from agora.db.filters import enable_sqlite_search
 from agora.db.pool import FairAsyncQueuePool
+from agora.db.sqlite_driver import one_trip_dbapi
 
 # Execution option read by the SQLite "begin" hook: when set, no BEGIN is emitted.
 _SQLITE_AUTOCOMMIT = "agora_autocommit"
@@ -138,6 +140,7 @@ def make_engine(
         # is open (always, for read-only autocommit work); the "reset" hook below rolls back
         # only a connection that is really inside a transaction.
         kwargs.setdefault("pool_reset_on_return", None)
+        kwargs.setdefault("module", one_trip_dbapi())  # one thread trip per statement
         engine = create_async_engine(parsed, connect_args=args, **kwargs)
         _install_sqlite_hooks(
             engine, busy_timeout_ms=sqlite_busy_timeout_ms, wal=not is_memory_sqlite(parsed)
