@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
+import coredis
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
@@ -23,6 +25,7 @@ from tests.support.databases import TestDatabases, require_postgres, upgrade
 from tests.support.pgcluster import free_port
 
 REDIS = ("127.0.0.1", 6379)
+REDIS_DB = 7  # this test's own logical database, emptied at its start
 PASSWORD = "correct horse battery"
 
 
@@ -59,19 +62,28 @@ def serving(env: dict[str, str], metrics_dir: Path) -> Iterator[httpx.Client]:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 60
-        while len(list(metrics_dir.glob("gauge_livesum_*.db"))) < 2:  # both workers are up
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        # Both workers have run their lifespan's startup, so both accept connections (the
+        # metrics files appear earlier, when each worker builds the app).
+        while sum("Application startup complete" in line for line in lines) < 2:
+            assert proc.poll() is None, "".join(lines)
             assert time.monotonic() < deadline, "the workers did not start in 60 s"
             time.sleep(0.1)
+        assert len(list(metrics_dir.glob("gauge_livesum_*.db"))) == 2
         # No keep-alive: every request is a new connection, so both workers get a share.
         limits = httpx.Limits(max_keepalive_connections=0)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30) as c:
             yield c
     finally:
         proc.terminate()
-        proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 async def test_two_workers_share_login_limits_and_idempotency(
@@ -90,13 +102,16 @@ async def test_two_workers_share_login_limits_and_idempotency(
         **subprocess_env,
         "AGORA_DATABASE_URL": url,
         "AGORA_POOL_SIZE": "3",
-        "AGORA_REDIS_URL": f"redis://{REDIS[0]}:{REDIS[1]}/0",
+        "AGORA_REDIS_URL": f"redis://{REDIS[0]}:{REDIS[1]}/{REDIS_DB}",
         "AGORA_LOGIN_LIMIT_PER_ACCOUNT": "3/minute",
         "AGORA_PASSWORD_HASH_MEMORY_KIB": str(FAST_ARGON2["memory_kib"]),
         "AGORA_PASSWORD_HASH_TIME_COST": str(FAST_ARGON2["time_cost"]),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
-    name = f"w{uuid.uuid4().hex[:12]}"  # fresh rate-limit keys: Redis outlives the test run
+    # Login budgets are counted per user id (1, 2, 3 again in each fresh database) and per
+    # address: start from an empty Redis database of this test's own.
+    await coredis.Redis(host=REDIS[0], port=REDIS[1], db=REDIS_DB).flushdb()
+    name = f"w{uuid.uuid4().hex[:12]}"
     with serving(env, metrics_dir) as http:
         buyer_id, buyer = _sign_up(http, name)
         seller_id, seller = _sign_up(http, f"{name}s")
