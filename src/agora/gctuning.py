@@ -3,7 +3,7 @@
 CPython's cyclic collector runs a young-generation pass every 700 net allocations of
 container objects. In a server with requests in flight those allocations are mostly the
 live objects of the requests themselves (not garbage), so the collector keeps scanning them,
-promotes them, and every few seconds runs a *full* collection that walks the whole heap:
+promotes them, and about once a second runs a *full* collection that walks the whole heap:
 every SQLAlchemy mapper, Pydantic schema, FastAPI route and imported module, ~90 ms per pass
 on the benchmark machine. Measured under `wrk` with 32 connections on `GET /users/{id}`
 (bench/README.md, "Third round"): the collector took 11-15% of the server's CPU, and its

@@ -40,23 +40,24 @@ class _Outcome:
     __slots__ = ("arraysize", "description", "lastrowid", "rowcount")
 
     def __init__(self, cursor: sqlite3.Cursor | None = None) -> None:
-        self.description: Any = cursor.description if cursor else None
-        self.rowcount: int = cursor.rowcount if cursor else -1
-        self.lastrowid: int | None = cursor.lastrowid if cursor else None
+        self.description: Any = None if cursor is None else cursor.description
+        self.rowcount: int = -1 if cursor is None else cursor.rowcount
+        self.lastrowid: int | None = None if cursor is None else cursor.lastrowid
         self.arraysize = 1
 
     def close(self) -> None:
         """Nothing to close: the sqlite3 cursor was closed on aiosqlite's thread."""
 
 
-def _run(
-    connection: sqlite3.Connection,
+def _run_statement(
+    aio: Any,
     operation: str,
     parameters: Sequence[Any] | None,
     many: bool,
 ) -> tuple[_Outcome, list[Any] | None]:
-    # On aiosqlite's thread: the whole statement, then the cursor is closed.
-    cursor = connection.cursor()
+    # On aiosqlite's thread (`aio._conn`: its sqlite3 connection): the whole statement, then
+    # the cursor is closed.
+    cursor = aio._conn.cursor()
     try:
         if many:
             cursor.executemany(operation, parameters or ())
@@ -92,7 +93,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
         aio = self._connection
         async with self._adapt_connection._execute_mutex:
-            outcome, rows = await aio._execute(lambda: _run(aio._conn, operation, parameters, many))
+            outcome, rows = await aio._execute(_run_statement, aio, operation, parameters, many)
         self._cursor = outcome
         self._rows = collections.deque(rows or ())
 
