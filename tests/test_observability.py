@@ -9,9 +9,6 @@ import json
 import logging
 import re
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +25,7 @@ from agora.config import Settings
 from agora.db.api import ReadUoW
 from agora.logs import RequestIdFilter, configure_logging
 from tests.support.tcpproxy import OutageProxy
+from tests.support.workers import serving_workers
 
 log = logging.getLogger("tests.observability")
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -363,33 +361,20 @@ def test_metrics_add_up_across_worker_processes(
         "AGORA_LOG_FORMAT": "json",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agora", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 25
-        # Both workers have started once each has published its pool gauges.
-        while len(_worker_pids(metrics_dir, "gauge_livesum")) < 2:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "the workers did not start in 25 s"
-            time.sleep(0.1)
+    with serving_workers(env, port) as served:
+        # Every worker has started: each has published its pool gauges.
+        assert len(_worker_pids(metrics_dir, "gauge_livesum")) == 2
         assert "99999" not in _worker_pids(metrics_dir, "counter")
         # A new connection per request, so that both workers get a share.
-        with httpx.Client(base_url=base, limits=httpx.Limits(max_keepalive_connections=0)) as c:
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=served.base_url, limits=limits) as c:
             sent = 0
             while sent < 20 or (len(_worker_pids(metrics_dir, "counter")) < 2 and sent < 200):
                 assert c.get("/health/live").status_code == 200
                 sent += 1
             assert c.get("/nope", headers={"X-Request-ID": "mp-req-1"}).status_code == 404
             body = c.get("/metrics").text
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+    out = served.output
 
     assert sample(body, "http_requests_total", route="/health/live", status="200") == sent
     assert sample(body, "db_pool_size", pool="primary") == 6  # 3 per worker, summed

@@ -5,10 +5,6 @@ database, whichever worker answers."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +19,7 @@ from sqlalchemy.engine import make_url
 from tests.members.builders import FAST_ARGON2
 from tests.support.databases import TestDatabases, require_postgres, upgrade
 from tests.support.pgcluster import free_port
+from tests.support.workers import serving_workers
 
 REDIS = ("127.0.0.1", 6379)
 REDIS_DB = 7  # this test's own logical database, emptied at its start
@@ -54,36 +51,12 @@ def _sign_up(http: httpx.Client, name: str) -> tuple[int, dict[str, str]]:
 
 @contextmanager
 def serving(env: dict[str, str], metrics_dir: Path) -> Iterator[httpx.Client]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agora", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 60
-        # Both workers have run their lifespan's startup, so both accept connections (the
-        # metrics files appear earlier, when each worker builds the app).
-        while sum("Application startup complete" in line for line in lines) < 2:
-            assert proc.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "the workers did not start in 60 s"
-            time.sleep(0.1)
+    with serving_workers(env, free_port()) as served:
         assert len(list(metrics_dir.glob("gauge_livesum_*.db"))) == 2
         # No keep-alive: every request is a new connection, so both workers get a share.
         limits = httpx.Limits(max_keepalive_connections=0)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30) as c:
+        with httpx.Client(base_url=served.base_url, limits=limits, timeout=30) as c:
             yield c
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        reader.join(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 async def test_two_workers_share_login_limits_and_idempotency(
