@@ -14,7 +14,8 @@ Two standard remedies, both on by default and both settings:
 - `gc.freeze()` once startup is done (`AGORA_GC_FREEZE`): everything alive then (the
   imported code, the app, its routes and schemas) moves to a permanent generation that
   collections skip. Those objects are still freed by reference counting if they ever become
-  unreferenced; only a reference cycle among them waits for shutdown to be collected.
+  unreferenced; only a reference cycle among them (startup's own cyclic leftovers included)
+  waits for shutdown to be collected.
 - a young-generation threshold of 10,000 instead of 700 (`AGORA_GC_THRESHOLD`; 0 keeps
   Python's): requests in flight no longer trigger passes on their own; real cyclic garbage
   still does, 10,000 objects at a time (a few megabytes at most).
@@ -48,7 +49,9 @@ def tuned_gc(*, freeze: bool, threshold: int) -> Iterator[None]:
             if threshold:
                 gc.set_threshold(threshold, *_saved[1:])
             if freeze:
-                gc.collect()  # do not make startup's garbage permanent
+                # No gc.collect() first: it would walk the whole heap (seconds in a big test
+                # process) to spare the few cyclic leftovers of startup, which unfreeze()
+                # hands back to the collector at shutdown anyway.
                 gc.freeze()
                 _froze = True
     try:
