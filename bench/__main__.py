@@ -1,6 +1,6 @@
 """One entry point for the benchmarks: `uv run python -m bench all` writes bench/RESULTS.md.
 
-    uv run python -m bench all                 # every scenario, 3 rounds of 10 s (~12 min)
+    uv run python -m bench all                 # every scenario, 3 rounds of 10 s (9-16 min)
     uv run python -m bench s1 s7 --rounds 5    # some scenarios
     uv run python -m bench all --quick         # a smoke run: tiny data, 1 round of 1 s
 
