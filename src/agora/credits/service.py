@@ -28,6 +28,17 @@ TRANSFER_SCOPE = "credit_transfers"
 GRANT_SCOPE = "credit_grants"
 
 
+async def _pay_active_recipient(uow: UnitOfWork, recipient_id: int, deltas: dict[int, int]) -> None:
+    """Apply `deltas` (cents per user) when `recipient_id` is an active member: 404
+    `RecipientNotFound` otherwise, 409 when a balance would leave its bounds."""
+    accounts = uow.repo(AccountRepository)
+    if not await accounts.exists_active(recipient_id):
+        raise RecipientNotFound()
+    refusal = await accounts.apply(deltas)
+    if refusal is not None:
+        raise refusal_error(refusal)
+
+
 def refusal_error(refusal: Refusal, *, who: str = "") -> AppError:
     if refusal.delta > 0:
         return BalanceTooLarge()
@@ -42,12 +53,9 @@ async def transfer_credits(
         raise TransferToSelf()
 
     async def work() -> StoredResponse:
-        accounts = uow.repo(AccountRepository)
-        if not await accounts.exists_active(data.to_user_id):
-            raise RecipientNotFound()
-        refusal = await accounts.apply({sender_id: -data.amount, data.to_user_id: data.amount})
-        if refusal is not None:
-            raise refusal_error(refusal)
+        await _pay_active_recipient(
+            uow, data.to_user_id, {sender_id: -data.amount, data.to_user_id: data.amount}
+        )
         row = await uow.repo(LedgerRepository).record(
             kind=TransferKind.transfer,
             from_user_id=sender_id,
@@ -79,12 +87,7 @@ async def grant_credits(
         raise GrantNotAllowed()
 
     async def work() -> StoredResponse:
-        accounts = uow.repo(AccountRepository)
-        if not await accounts.exists_active(data.to_user_id):
-            raise RecipientNotFound()
-        refusal = await accounts.apply({data.to_user_id: data.amount})
-        if refusal is not None:
-            raise refusal_error(refusal)
+        await _pay_active_recipient(uow, data.to_user_id, {data.to_user_id: data.amount})
         row = await uow.repo(LedgerRepository).add(
             CreditTransfer(
                 kind=TransferKind.grant,
