@@ -106,6 +106,13 @@ async def test_openapi_is_served(client: AsyncClient) -> None:
     spec = response.json()
     assert spec["info"]["title"] == "Agora"
     assert "/health/ready" in spec["paths"]
+    # Authenticated routes offer the OAuth2 password flow (Swagger UI's "Authorize").
+    scheme = spec["components"]["securitySchemes"]["OAuth2PasswordBearer"]
+    assert scheme["flows"]["password"]["tokenUrl"] == "/api/v1/auth/token"
+    assert spec["paths"]["/api/v1/users/me"]["get"]["security"] == [{"OAuth2PasswordBearer": []}]
+    assert spec["paths"]["/api/v1/credits/transfers"]["post"]["security"] == [
+        {"OAuth2PasswordBearer": []}
+    ]
 
 
 async def test_the_lifespan_tunes_the_collector_and_gives_it_back(tmp_path: Path) -> None:

@@ -73,20 +73,31 @@ async def get_members(request: Request) -> Members:
 
 MembersDep = Annotated[Members, Depends(get_members)]
 
-# auto_error=False: a missing token is our own 401 in the one error format.
-_bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+class _BearerSubject(OAuth2PasswordBearer):
+    """The bearer token's subject, in one dependency.
+
+    An `OAuth2PasswordBearer` (so the OpenAPI still shows the password flow and Swagger UI's
+    "Authorize" button) that also verifies the token. Reading the header and verifying it in
+    two nested dependencies cost a second round of FastAPI's dependency solving on every
+    authenticated request (bench/README.md, "Fourth round"). `auto_error=False`: a missing
+    token is our own 401 in the one error format, raised where a user is required.
+    """
+
+    # The override returns the verified subject where the base class returns the raw token.
+    async def __call__(self, request: Request) -> TokenSubject | None:  # type: ignore[override]
+        token = await super().__call__(request)
+        # The app's `Members` straight from the request rather than through `MembersDep`:
+        # FastAPI spends more on solving a dependency than this lookup costs.
+        return None if token is None else (await get_members(request)).tokens.subject(token)
 
 
-async def _token_subject(
-    request: Request, token: Annotated[str | None, Depends(_bearer)]
-) -> TokenSubject | None:
-    # The app's `Members` straight from the request rather than through `MembersDep`: FastAPI
-    # spends more on solving a dependency than this lookup costs, and every authenticated
-    # route pays it (bench/README.md, "Profiling and fixes").
-    return None if token is None else (await get_members(request)).tokens.subject(token)
+_bearer_subject = _BearerSubject(
+    tokenUrl=TOKEN_URL, scheme_name="OAuth2PasswordBearer", auto_error=False
+)
 
 
-Bearer = Annotated[TokenSubject | None, Depends(_token_subject)]
+Bearer = Annotated[TokenSubject | None, Depends(_bearer_subject)]
 """The bearer token's subject (user id and token version), None without a token; a token
 that does not verify is a 401. Whether the account still accepts it is for the database."""
 
