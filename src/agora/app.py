@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Scope
 
@@ -20,13 +20,14 @@ from agora.db.pagination import PaginationConfig
 from agora.db.readyourwrites import PositionSigner, ReadYourWritesMiddleware
 from agora.db.replicas import ReplicaSet
 from agora.db.session import Database
-from agora.forum.router import router as forum_router
+from agora.forum.router import routers as forum_routers
 from agora.gctuning import tuned_gc
-from agora.market.router import router as market_router
+from agora.market.router import routers as market_routers
 from agora.members.deps import Members
-from agora.members.router import router as members_router
+from agora.members.router import routers as members_routers
 from agora.observability import install_observability
 from agora.openapi import document_errors, errors
+from agora.routing import PrefixRouter
 from agora.web.admin import install_admin
 from agora.web.docs import install_docs
 from agora.web.landing import router as landing_router
@@ -70,7 +71,7 @@ def _primary_position(scope: Scope) -> Callable[[], Awaitable[int]] | None:
     return None if db is None or db.replicas is None else db.primary_position
 
 
-health = APIRouter(prefix="/health", tags=["health"])
+health = PrefixRouter(prefix="/health", tags=["health"])
 
 
 @health.get("/live")
@@ -159,10 +160,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     install_body_limit(app, max_bytes=settings.max_body_bytes)
     observability = install_observability(app, settings)  # after the error handlers
     app.include_router(health)
-    app.include_router(members_router, prefix="/api/v1")
-    app.include_router(market_router, prefix="/api/v1")
-    app.include_router(credits_router, prefix="/api/v1")
-    app.include_router(forum_router, prefix="/api/v1")
+    for router in (*members_routers, *market_routers, credits_router, *forum_routers):
+        app.include_router(router, prefix="/api/v1")
     app.include_router(landing_router)
     document_errors(app)  # every error status in the OpenAPI, with the error body
     install_docs(app)

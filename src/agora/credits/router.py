@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import Header, Response, status
 
 from agora.credits import service
 from agora.credits.schemas import GrantCreate, TransferCreate, TransferRead
@@ -13,8 +13,9 @@ from agora.db.pagination import CursorPage, CursorQuery
 from agora.idempotency import HEADER, REPLAYED_HEADER, StoredResponse, checked_key
 from agora.members.deps import CurrentUser, CurrentUserForWrite, CurrentUserIdForWrite
 from agora.openapi import errors
+from agora.routing import PrefixRouter
 
-router = APIRouter(prefix="/credits", tags=["credits"])
+router = PrefixRouter(prefix="/credits", tags=["credits"])
 
 IdempotencyKeyHeader = Annotated[
     str | None,
