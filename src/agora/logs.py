@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import re
-import uuid
+import secrets
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -32,7 +32,8 @@ _SAFE_REQUEST_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{REQUEST_ID_MAX_LENGTH}}}")
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like `uuid4().hex` without building a UUID.
+    return secrets.token_hex(16)
 
 
 def valid_request_id(value: str | None) -> str | None:

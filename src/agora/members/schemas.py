@@ -155,14 +155,23 @@ VIEW_COLUMNS = ("id", "username", "full_name", "created_at", "email", "status", 
 PROFILE_COLUMNS = ("id", "bio", "avatar_url", "location", "updated_at")
 
 
+# Which row keys fill which fields, worked out once rather than on every request.
+_PROFILE_KEYS = tuple((name, f"profile_{name}") for name in PROFILE_COLUMNS)
+_VIEW_FIELDS = {
+    model: tuple(name for name in model.model_fields if name != "profile")
+    for model in (UserPrivate, UserPublic)
+}
+
+
 def user_view_json(row: Mapping[Any, Any], *, private: bool) -> bytes:
     """The JSON of `UserPrivate` (or `UserPublic`) for a row of `UserRepository.get_view`,
     validated and serialized once (the endpoint returns the bytes, so FastAPI does not
     validate and serialize the response model again)."""
     profile = None
     if row["profile_id"] is not None:
-        profile = {name: row[f"profile_{name}"] for name in PROFILE_COLUMNS}
+        profile = {name: row[key] for name, key in _PROFILE_KEYS}
     model = UserPrivate if private else UserPublic
-    fields = {name: row[name] for name in model.model_fields if name != "profile"}
-    view = model.model_validate({**fields, "profile": profile})
+    fields = {name: row[name] for name in _VIEW_FIELDS[model]}
+    fields["profile"] = profile
+    view = model.model_validate(fields)
     return model.__pydantic_serializer__.to_json(view)
