@@ -85,3 +85,45 @@ def test_bench_harness_smoke(
     summary = sections["Summary"]
     for name in ("S1", "S6", "S7"):
         assert re.search(rf"^\| {name} \| .* \| \*\*(met|missed)\*\* \|$", summary, re.M)
+
+
+def _instructions(
+    args: list[str], repo_root: Path, subprocess_env: dict[str, str], postgres: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.instructions", *args, "--postgres", postgres],
+        cwd=repo_root,
+        env={**subprocess_env, "PYTHONPATH": str(repo_root)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_instruction_counter_smoke(
+    pg_database_url: str, repo_root: Path, subprocess_env: dict[str, str]
+) -> None:
+    """`python -m bench.instructions`: every case's requests succeed on both sides (without
+    valgrind), and under valgrind the table comes out with a count for each side."""
+    postgres = (
+        make_url(pg_database_url)
+        .set(drivername="postgresql", database="postgres")
+        .render_as_string(hide_password=False)
+    )
+    tiny = ["--requests", "3", "--warmup", "3", "--users", "50"]
+    checked = _instructions(["--check", *tiny], repo_root, subprocess_env, postgres)
+    assert checked.returncode == 0, checked.stderr
+    assert "checked: s1, s2, s4, s7" in checked.stdout
+
+    if shutil.which("valgrind") is None or shutil.which("cc") is None:
+        if require_postgres():  # CI installs both; there a missing one is a failure
+            pytest.fail("valgrind and a C compiler are needed (apt-get install valgrind gcc)")
+        pytest.skip("valgrind or a C compiler is not installed")
+    counted = _instructions(["s7", *tiny], repo_root, subprocess_env, postgres)
+    assert counted.returncode == 0, counted.stderr
+    row = re.search(r"^\| S7 .*? \| ([\d,]+) \| ([\d,]+) \| (\d\.\d{3}) \|$", counted.stdout, re.M)
+    assert row, counted.stdout
+    agora, baseline = (int(row[i].replace(",", "")) for i in (1, 2))
+    # Both sides ran their requests under instrumentation; Agora does more per request.
+    assert 0 < baseline < agora
