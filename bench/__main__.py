@@ -34,7 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("scenarios", nargs="*", default=["all"], help="all, or any of s1 ... s7")
+    parser.add_argument(
+        "scenarios", nargs="*", default=["all"], help="all, or any of s1 ... s7, ir"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="tiny data, 1 round of 1 s, no cache (smoke)"
     )
@@ -58,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         names = list(SCENARIOS)
     unknown = sorted(set(names) - set(SCENARIOS))
     if unknown:
-        parser.error(f"unknown scenario(s): {', '.join(unknown)}; choose from all, s1 ... s7")
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}; choose from all, s1 ... s7, ir")
     args.names = sorted(set(names), key=list(SCENARIOS).index)
     return args
 
@@ -77,6 +79,8 @@ def config(args: argparse.Namespace) -> Config:
             connections=8,
             pgbench_seconds=1,
             pgbench_scale=1,
+            ir_requests=5,
+            ir_warmup=5,
             forum_cache=False,  # a 500-post forum is not worth keeping
         )
     overrides = {

@@ -36,12 +36,14 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import uvloop
 
+from bench.harness import REPO_ROOT
 from bench.scenarios import POOL, SECRET, Config, Data, server_url
 
 CASES = {
@@ -160,26 +162,25 @@ def _check(args: argparse.Namespace, request: Any, status: int) -> None:
 # --- the parent: data, one valgrind process per side, the table ------------------------
 
 
-def _count(case: str, side: str, url: str, *, args: argparse.Namespace, work: Path) -> int:
-    """Instructions per request of one side of one case (0 with `--check`: no valgrind)."""
-    out = work / f"callgrind.{case}.{side}"
+def _count(case: str, side: str, url: str, run: Run) -> int:
+    """Instructions per request of one side of one case (0 with `check`: no valgrind)."""
+    out = run.work / f"callgrind.{case}.{side}"
     command = [
         sys.executable, "-m", "bench.instructions", "--child", case, "--side", side,
-        "--url", url, "--tokens", str(work / "tokens.txt"), "--users", str(args.users),
-        "--warmup", str(args.warmup), "--requests", str(args.requests),
+        "--url", url, "--tokens", str(run.work / "tokens.txt"), "--users", str(run.users),
+        "--warmup", str(run.warmup), "--requests", str(run.requests),
     ]  # fmt: skip
-    if not args.check:
+    if not run.check:
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                     f"--callgrind-out-file={out}"]  # fmt: skip
-        command = [*valgrind, *command, "--shim", str(work / "shim.so")]
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
-    if args.check:
+        command = [*valgrind, *command, "--shim", str(run.work / "shim.so")]
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    failed = f"{case}/{side} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    if run.check:
         if proc.returncode != 0:
-            raise RuntimeError(
-                f"{case}/{side} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-            )
+            raise RuntimeError(failed)
         return 0
-    dumps = [p for p in work.glob(f"callgrind.{case}.{side}*") if p.name != out.name]
+    dumps = [p for p in run.work.glob(f"callgrind.{case}.{side}*") if p.name != out.name]
     totals = [
         int(line.split()[1])
         for p in dumps
@@ -187,14 +188,65 @@ def _count(case: str, side: str, url: str, *, args: argparse.Namespace, work: Pa
         if line.startswith("totals:")
     ]
     if proc.returncode != 0 or not totals or max(totals) == 0:
-        raise RuntimeError(f"{case}/{side} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return int(max(totals) // args.requests)
+        raise RuntimeError(failed)
+    return int(max(totals) // run.requests)
+
+
+@dataclass(frozen=True)
+class Run:
+    work: Path  # holds tokens.txt (and the shim, callgrind's output)
+    users: int
+    requests: int
+    warmup: int
+    check: bool = False
+
+
+def count(cases: list[str], data: Data, run: Run) -> dict[tuple[str, str], int]:
+    """Instructions per request of each side of each case, on `data`'s databases."""
+    if not run.check:
+        _build_shim(run.work)
+    urls: dict[str, tuple[str, str]] = {}
+    if any(CASES[c][1] == "pg" for c in cases):
+        data.postgres()  # also writes tokens.txt
+        urls["pg"] = (data.pg_url, data.cfg.dsn(data.cfg.members_db))
+    if any(CASES[c][1] == "sqlite" for c in cases):
+        path = data.sqlite()
+        urls["sqlite"] = (f"sqlite+aiosqlite:///{path}", path)
+        if not (run.work / "tokens.txt").exists():
+            (run.work / "tokens.txt").write_text("")
+    jobs = [
+        (case, side, urls[CASES[case][1]][0 if side == "agora" else 1])
+        for case in cases
+        for side in ("agora", "baseline")
+    ]
+
+    def one(job: tuple[str, str, str]) -> int:
+        return _count(*job, run)
+
+    # Two at a time: counts do not depend on what else runs.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip([(c, s) for c, s, _ in jobs], pool.map(one, jobs), strict=True))
+
+
+def table(cases: list[str], counts: dict[tuple[str, str], int]) -> list[str]:
+    lines = ["| case | Agora | baseline | baseline / Agora |", "|---|---|---|---|"]
+    for case in cases:
+        a, b = counts[case, "agora"], counts[case, "baseline"]
+        lines.append(f"| {case.upper()} {CASES[case][0]} | {a:,} | {b:,} | {b / a:.3f} |")
+    return lines
+
+
+def available() -> str | None:
+    """Why instructions cannot be counted here, or None."""
+    if shutil.which("valgrind") is None or shutil.which("cc") is None:
+        return "valgrind and a C compiler are needed (apt-get install valgrind gcc)"
+    return None
 
 
 def _build_shim(work: Path) -> None:
-    for tool in ("valgrind", "cc"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is needed: apt-get install valgrind gcc")
+    missing = available()
+    if missing:
+        raise SystemExit(missing)
     (work / "shim.c").write_text(SHIM)
     subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", str(work / "shim.so"),
                     str(work / "shim.c")], check=True)  # fmt: skip
@@ -229,39 +281,15 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="agora-instructions-"))
     cfg = Config(server=server_url(args.postgres), users=args.users, workdir=work)
     data = Data(cfg)
+    run = Run(work, args.users, args.requests, args.warmup, check=args.check)
     try:
-        if not args.check:
-            _build_shim(work)
-        urls: dict[str, tuple[str, str]] = {}
-        if any(CASES[c][1] == "pg" for c in args.cases):
-            data.postgres()  # also writes tokens.txt
-            urls["pg"] = (data.pg_url, cfg.dsn(cfg.members_db))
-        if any(CASES[c][1] == "sqlite" for c in args.cases):
-            path = data.sqlite()
-            urls["sqlite"] = (f"sqlite+aiosqlite:///{path}", path)
-            if not (work / "tokens.txt").exists():
-                (work / "tokens.txt").write_text("")
-        jobs = [
-            (case, side, urls[CASES[case][1]][0 if side == "agora" else 1])
-            for case in args.cases
-            for side in ("agora", "baseline")
-        ]
-
-        def count(job: tuple[str, str, str]) -> int:
-            return _count(*job, args=args, work=work)
-
-        # Two at a time: counts do not depend on what else runs.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            counts = dict(zip([(c, s) for c, s, _ in jobs], pool.map(count, jobs), strict=True))
+        counts = count(args.cases, data, run)
         if args.check:
             print(f"checked: {', '.join(args.cases)} (every request answered 2xx on both sides)")
             return
         print(f"Instructions per request ({args.requests} counted after {args.warmup}, "
               f"{args.users:,} users; in process, no HTTP server):\n")  # fmt: skip
-        print("| case | Agora | baseline | baseline / Agora |\n|---|---|---|---|")
-        for case in args.cases:
-            a, b = counts[case, "agora"], counts[case, "baseline"]
-            print(f"| {case.upper()} {CASES[case][0]} | {a:,} | {b:,} | {b / a:.3f} |")
+        print("\n".join(table(args.cases, counts)))
     finally:
         data.drop()
         shutil.rmtree(work, ignore_errors=True)  # the SQLite file, tokens, callgrind's output

@@ -55,6 +55,8 @@ class Config:
     busy_connections: int = 64  # S4 and S6
     pgbench_seconds: int = 10
     pgbench_scale: int = 10
+    ir_requests: int = 200  # instructions counted over this many requests per side...
+    ir_warmup: int = 300  # ...after this many
     members_db: str = field(default_factory=lambda: f"agora_bench_{os.getpid()}")
     forum_cache: bool = True
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="agora-bench-")))
@@ -414,6 +416,30 @@ def s5(cfg: Config, _wrk: str, _data: Data) -> Section:
     )
 
 
+def ir(cfg: Config, _wrk: str, data: Data) -> Section:
+    """S1, S2, S4 and S7 counted in instructions per request (`bench.instructions`)."""
+    from bench import instructions  # it imports this module
+
+    title = "Instructions per request (S1, S2, S4, S7 in process, callgrind)"
+    missing = instructions.available()
+    if missing:
+        return Section(title, [f"Not measured: {missing}."], [])
+    cases = ["s1", "s2", "s4", "s7"]
+    requests, warmup = cfg.ir_requests, cfg.ir_warmup
+    run = instructions.Run(cfg.workdir, cfg.users, requests, warmup)
+    counts = instructions.count(cases, data, run)
+    lines = [
+        f"`bench/instructions.py`: {requests} requests per side counted after {warmup}, "
+        "through the ASGI interface (no HTTP server, no sockets), each side in its own process "
+        "under valgrind. Repeatable to ~0.1% whatever the machine's load, unlike the wall-clock "
+        "figures above; lower ratios than over HTTP (the server's share, the same on both "
+        "sides, is left out). The measure for before/after comparisons of a change.",
+        "",
+        *instructions.table(cases, counts),
+    ]
+    return Section(title, lines, [])
+
+
 SCENARIOS: dict[str, Callable[[Config, str, Data], Section]] = {
     "s1": s1,
     "s2": s2,
@@ -422,6 +448,7 @@ SCENARIOS: dict[str, Callable[[Config, str, Data], Section]] = {
     "s5": s5,
     "s6": s6,
     "s7": s7,
+    "ir": ir,
 }
 
 
