@@ -30,6 +30,26 @@ def _sections(report: str) -> dict[str, str]:
     return {part.splitlines()[0].split(":", 1)[0]: part for part in parts[1:]}
 
 
+def _server(database_url: str) -> str:
+    """The PostgreSQL server of `database_url`, as the harness takes it (`--postgres`)."""
+    url = make_url(database_url).set(drivername="postgresql", database="postgres")
+    return url.render_as_string(hide_password=False)
+
+
+def _run_module(
+    module: str, args: list[str], repo_root: Path, subprocess_env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=repo_root,
+        env={**subprocess_env, "PYTHONPATH": str(repo_root)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
 def test_bench_harness_smoke(
     pg_database_url: str,  # PostgreSQL is up (or the test is skipped / fails loudly)
     repo_root: Path,
@@ -40,34 +60,14 @@ def test_bench_harness_smoke(
         if require_postgres():  # CI installs wrk; there a missing wrk is a failure
             pytest.fail("wrk is not installed (apt-get install wrk)")
         pytest.skip("wrk is not installed (apt-get install wrk)")
-    server = make_url(pg_database_url).set(drivername="postgresql", database="postgres")
     output = tmp_path / "RESULTS.md"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "s1",
-            "s6",
-            "s7",
-            "--quick",
-            "--no-pgbench",
-            "--warmup",
-            "0",
-            "--users",
-            "50",
-            "--postgres",
-            server.render_as_string(hide_password=False),
-            "--output",
-            str(output),
-        ],
-        cwd=repo_root,
-        env={**subprocess_env, "PYTHONPATH": str(repo_root)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    proc = _run_module(
+        "bench",
+        ["s1", "s6", "s7", "--quick", "--no-pgbench", "--warmup", "0", "--users", "50",
+         "--postgres", _server(pg_database_url), "--output", str(output)],
+        repo_root,
+        subprocess_env,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = output.read_text()
     assert report.startswith("# Benchmark results")
@@ -87,32 +87,14 @@ def test_bench_harness_smoke(
         assert re.search(rf"^\| {name} \| .* \| \*\*(met|missed)\*\* \|$", summary, re.M)
 
 
-def _instructions(
-    args: list[str], repo_root: Path, subprocess_env: dict[str, str], postgres: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bench.instructions", *args, "--postgres", postgres],
-        cwd=repo_root,
-        env={**subprocess_env, "PYTHONPATH": str(repo_root)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
 def test_instruction_counter_smoke(
     pg_database_url: str, repo_root: Path, subprocess_env: dict[str, str]
 ) -> None:
     """`python -m bench.instructions`: every case's requests succeed on both sides (without
     valgrind), and under valgrind the table comes out with a count for each side."""
-    postgres = (
-        make_url(pg_database_url)
-        .set(drivername="postgresql", database="postgres")
-        .render_as_string(hide_password=False)
-    )
     tiny = ["--requests", "3", "--warmup", "3", "--users", "50"]
-    checked = _instructions(["--check", *tiny], repo_root, subprocess_env, postgres)
+    tiny += ["--postgres", _server(pg_database_url)]
+    checked = _run_module("bench.instructions", ["--check", *tiny], repo_root, subprocess_env)
     assert checked.returncode == 0, checked.stderr
     assert "checked: s1, s2, s4, s7" in checked.stdout
 
@@ -120,7 +102,7 @@ def test_instruction_counter_smoke(
         if require_postgres():  # CI installs both; there a missing one is a failure
             pytest.fail("valgrind and a C compiler are needed (apt-get install valgrind gcc)")
         pytest.skip("valgrind or a C compiler is not installed")
-    counted = _instructions(["s7", *tiny], repo_root, subprocess_env, postgres)
+    counted = _run_module("bench.instructions", ["s7", *tiny], repo_root, subprocess_env)
     assert counted.returncode == 0, counted.stderr
     row = re.search(r"^\| S7 .*? \| ([\d,]+) \| ([\d,]+) \| (\d\.\d{3}) \|$", counted.stdout, re.M)
     assert row, counted.stdout
