@@ -6,9 +6,20 @@ per backend (see tests/db/conftest.py), so they never show up as drift in `agora
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, MetaData, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    MetaData,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from agora.db.base import (
@@ -79,3 +90,20 @@ class Reading(IdMixin, ToolkitBase):
     __tablename__ = "reading"
 
     amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class TicketStatus(enum.StrEnum):
+    open = "open"
+    closed = "closed"
+
+
+class Ticket(IdMixin, SoftDeleteMixin, ToolkitBase):
+    """Columns whose values SQLAlchemy converts (an enum, a decimal, an aware datetime), for
+    `PreparedSelect`, which must return what a session returns."""
+
+    __tablename__ = "ticket"
+
+    title: Mapped[str] = mapped_column(String(100))
+    status: Mapped[TicketStatus] = mapped_column(Enum(TicketStatus, name="ticket_status"))
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    due_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -43,6 +43,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import Pool, QueuePool
 
+from agora.db.prepared import observe_direct
 from agora.db.replicas import Replica, ReplicaSet
 
 logger = logging.getLogger("agora.db.monitoring")
@@ -137,6 +138,7 @@ class Instrumentation:
     _checked_out: int = 0
     _waiting: int = 0
     _active: bool = True
+    _unobserve: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         # The labelled series, looked up once: `labels()` costs a lock and a dict lookup,
@@ -217,14 +219,27 @@ class Instrumentation:
         self, conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any
     ) -> None:
         started = conn.info.pop(_STARTED, None)
-        if started is None:
-            return
-        elapsed = time.perf_counter() - started
+        if started is not None:
+            self._record(statement, parameters, time.perf_counter() - started)
+
+    def _record(self, statement: str, parameters: Any, elapsed: float) -> None:
         self._statements.inc()
         self._statement_seconds.observe(elapsed)
         if self.slow_statement_ms is not None and elapsed * 1000 >= self.slow_statement_ms:
             self._slow_statements.inc()
             self._log_slow(statement, parameters, elapsed)
+
+    def direct_statement(
+        self, statement: str, parameters: Any, elapsed: float, error: BaseException | None
+    ) -> None:
+        """A statement `agora.db.prepared` ran without SQLAlchemy's events: the same figures
+        as `_after_execute` (success) or `_on_error` (failure)."""
+        if not self._active:
+            return
+        if error is not None:
+            self._statement_errors.inc()
+        else:
+            self._record(statement, parameters, elapsed)
 
     def _on_error(self, context: Any) -> None:
         conn = context.connection
@@ -271,12 +286,18 @@ class Instrumentation:
         self._listen(self.engine, "before_cursor_execute", self._before_execute)
         self._listen(self.engine, "after_cursor_execute", self._after_execute)
         self._listen(self.engine, "handle_error", self._on_error)
+        # One listener for each statement event: `PreparedSelect` may still read directly,
+        # and reports to `direct_statement`.
+        self._unobserve = observe_direct(self.engine, self)
 
     def remove(self) -> None:
         """Detach the listeners. Metric values stay in the registry."""
         if not self._active:
             return
         self._active = False
+        if self._unobserve is not None:
+            self._unobserve()
+            self._unobserve = None
         for target, name, fn in self._listeners:
             if event.contains(target, name, fn):
                 event.remove(target, name, fn)

@@ -69,9 +69,13 @@ class UnitOfWork:
     ) -> None:
         session, self._session = self._session, None
         self._repos.clear()
-        if session is not None:
+        if session is None:
+            return
+        if session.in_transaction():
             # close() rolls back whatever was not committed and returns the connection.
             await asyncio.shield(session.close())
+        else:  # no transaction, so no connection: nothing to roll back or return
+            session.expunge_all()
 
     def repo(self, repo_cls: Callable[[AsyncSession], R]) -> R:
         """The repository of class `repo_cls` bound to this unit of work's session (cached)."""

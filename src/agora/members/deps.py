@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import RowMapping
 
 from agora.config import Settings
 from agora.db.api import ReadUoW, WriteUoW
@@ -130,7 +130,7 @@ async def _current_user_id_for_write(uow: WriteUoW, subject: Bearer) -> int:
     return subject.user_id
 
 
-async def _current_user_view(uow: ReadUoW, subject: Bearer) -> RowMapping:
+async def _current_user_view(uow: ReadUoW, subject: Bearer) -> Mapping[str, Any]:
     if subject is None:
         raise NotAuthenticated()
     row = await uow.repo(UserRepository).get_view(subject.user_id)
@@ -154,7 +154,7 @@ CurrentUserForWrite = Annotated[User, Depends(_current_user_for_write)]
 CurrentUserIdForWrite = Annotated[int, Depends(_current_user_id_for_write)]
 """The authenticated, active user's id, for writes that need nothing else of the caller
 (one single-column SELECT instead of loading the user and its profile)."""
-CurrentUserView = Annotated[RowMapping, Depends(_current_user_view)]
+CurrentUserView = Annotated[Mapping[str, Any], Depends(_current_user_view)]
 """The authenticated user's row and profile in one query (`UserRepository.get_view`), for
 endpoints that only render the caller (`GET /users/me`)."""
 OptionalUser = Annotated[User | None, Depends(_optional_user)]

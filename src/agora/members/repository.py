@@ -7,16 +7,17 @@ Soft-deleted users are hidden from every read by the global soft-delete hook
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Integer, RowMapping, Select, bindparam, or_, select, update
+from sqlalchemy import Integer, Select, bindparam, or_, select, update
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
 from agora.db.filters import contains, eq, given
 from agora.db.pagination import CursorPage, CursorParams, Page, PageParams
+from agora.db.prepared import PreparedSelect
 from agora.db.repository import Load, OrderBy, Repository, Where
 from agora.members.errors import UserNotFound
 from agora.members.schemas import PROFILE_COLUMNS, VIEW_COLUMNS
@@ -70,16 +71,20 @@ _ACTIVE_ID = (
 )
 # The id of an active, not deleted user whose token version is the token's: the check every
 # authenticated request makes (a password change bumps the version).
-_CURRENT_TOKEN = _ACTIVE_ID.where(_user.c.token_version == bindparam("version", type_=Integer))
+_CURRENT_TOKEN = PreparedSelect(
+    _ACTIVE_ID.where(_user.c.token_version == bindparam("version", type_=Integer))
+)
 # Whether a token's user may see private views: their `is_superuser` when the token is
 # current (see above), no row otherwise.
-_VIEWER_IS_SUPERUSER = _CURRENT_TOKEN.with_only_columns(_user.c.is_superuser)
+_VIEWER_IS_SUPERUSER = PreparedSelect(
+    _CURRENT_TOKEN.statement.with_only_columns(_user.c.is_superuser)
+)
 # Built once: a user and their profile in ONE query (a LEFT JOIN), as plain columns, for the
 # single-user reads (`GET /users/{id}`, `GET /users/me`). Loading a `User` costs two queries
 # (the profile is a selectinload) and the ORM's identity map and object construction; these
 # reads only render the row. Profile columns are prefixed `profile_`.
 _profile = UserProfile.metadata.tables[UserProfile.__tablename__]
-_USER_VIEW = (
+_USER_VIEW = PreparedSelect(
     select(
         *(_user.c[name] for name in VIEW_COLUMNS),
         _user.c.token_version,  # not shown: for `token_matches` (GET /users/me)
@@ -91,7 +96,7 @@ _USER_VIEW = (
 )
 
 
-def token_matches(row: RowMapping, subject: TokenSubject) -> bool:
+def token_matches(row: Mapping[str, Any], subject: TokenSubject) -> bool:
     """Whether `row` (of `UserRepository.get_view`, for the token's user) accepts the token:
     the user is active and the token's version is the row's."""
     return row["status"] is UserStatus.active and row["token_version"] == subject.version
@@ -101,25 +106,24 @@ class UserRepository(Repository[User]):
     model = User
     not_found = UserNotFound
 
-    async def get_view(self, user_id: int) -> RowMapping | None:
+    async def get_view(self, user_id: int) -> dict[str, Any] | None:
         """A not deleted user's row with their profile's (`profile_*`, NULL without one),
         in one query; None when absent. See `agora.members.schemas.user_view_json`."""
-        result = await self.session.execute(_USER_VIEW, {"user_id": user_id})
-        return result.mappings().one_or_none()
+        return await _USER_VIEW.one_or_none(self.session, user_id=user_id)
 
     async def viewer_is_superuser(self, user_id: int, version: int) -> bool | None:
         """Whether `user_id` is a superuser; None unless their token (of `version`) is
         current: the user active, not deleted, `version` theirs (one single-column SELECT)."""
-        result: bool | None = await self.session.scalar(
-            _VIEWER_IS_SUPERUSER, {"user_id": user_id, "version": version}
+        result: bool | None = await _VIEWER_IS_SUPERUSER.scalar(
+            self.session, user_id=user_id, version=version
         )
         return result
 
     async def token_is_current(self, user_id: int, version: int) -> bool:
         """Whether a token of `user_id` and `version` still works: the user active, not
         deleted, and no password change since it was issued (one single-column SELECT)."""
-        params = {"user_id": user_id, "version": version}
-        return await self.session.scalar(_CURRENT_TOKEN, params) is not None
+        row = await _CURRENT_TOKEN.one_or_none(self.session, user_id=user_id, version=version)
+        return row is not None
 
     def select_stmt(
         self,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-
-from sqlalchemy import RowMapping
+from typing import Any
 
 from agora.credits.service import set_balance
 from agora.db.errors import Conflict
@@ -102,7 +101,7 @@ async def get_user(uow: UnitOfWork, *, user_id: int) -> User:
 
 async def get_user_view(
     uow: UnitOfWork, *, user_id: int, viewer: TokenSubject | None
-) -> tuple[RowMapping, bool]:
+) -> tuple[Mapping[str, Any], bool]:
     """A user with their profile as one row (`UserRepository.get_view`), and whether the
     viewer (a token's subject, or None) may see the private view: self or a superuser.
 
