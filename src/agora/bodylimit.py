@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agora.db.api import ErrorResponse, error_response
 
 NAME = "PayloadTooLarge"
+_HTTP1 = ("1.0", "1.1")
 
 
 class BodyTooLarge(HTTPException):
@@ -49,9 +50,14 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared, chunked = _framing(scope)
         if declared is not None and declared > self.max_bytes:
             await self._refuse(scope, receive, send)
+            return
+        if declared is not None or (not chunked and scope.get("http_version") in _HTTP1):
+            # The server reads exactly `Content-Length` bytes; an HTTP/1 request with neither
+            # header has no body at all. Nothing to count (the common case: every GET).
+            await self.app(scope, receive, send)
             return
 
         received = 0
@@ -85,11 +91,19 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-def _content_length(scope: Scope) -> int | None:
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """The declared `Content-Length` (None: absent or malformed) and whether the body is
+    chunked (`Transfer-Encoding`)."""
+    length: int | None = None
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None  # malformed: the server rejects it; here the body is counted
-    return None
+                return None, True  # malformed: the server rejects it; here the body is counted
+        elif name == b"transfer-encoding":
+            chunked = True
+    if chunked:  # both headers: Transfer-Encoding wins (RFC 9112, 6.3); count what comes
+        return None, True
+    return length, False

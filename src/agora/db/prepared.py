@@ -265,13 +265,9 @@ def _wrapped(
 def _only_observed(engine: Engine) -> bool:
     """Whether every statement listener of `engine` belongs to a registered observer."""
     expected = len(_observers.get(engine.dialect, ()))
-    dispatch = engine.dispatch
+    dispatch = engine.dispatch  # an `execution_options()` view's counts its engine's too
     return (
-        _count(dispatch.before_cursor_execute) == expected
-        and _count(dispatch.after_cursor_execute) == expected
-        and _count(engine.dialect.dispatch.handle_error) == expected  # a dialect event
+        len(dispatch.before_cursor_execute) == expected
+        and len(dispatch.after_cursor_execute) == expected
+        and len(engine.dialect.dispatch.handle_error) == expected  # a dialect event
     )
-
-
-def _count(listeners: Any) -> int:
-    return sum(1 for _ in listeners)

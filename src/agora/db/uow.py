@@ -74,8 +74,8 @@ class UnitOfWork:
         if session.in_transaction():
             # close() rolls back whatever was not committed and returns the connection.
             await asyncio.shield(session.close())
-        else:  # no transaction, so no connection: nothing to roll back or return
-            session.expunge_all()
+        elif session.identity_map or session.new or session.deleted:
+            session.expunge_all()  # no transaction, so no connection: only objects to detach
 
     def repo(self, repo_cls: Callable[[AsyncSession], R]) -> R:
         """The repository of class `repo_cls` bound to this unit of work's session (cached)."""
