@@ -163,10 +163,11 @@ class Instrumentation:
         with self._lock:
             self._connections += connections
             self._checked_out += checked_out
-            size = _pool_size(self.engine.pool)
-            self._connections_gauge.set(self._connections)
             self._checked_out_gauge.set(self._checked_out)
-            self._overflow.set(max(0, self._connections - size))
+            if connections or not checked_out:  # checkouts and checkins leave these alone
+                size = _pool_size(self.engine.pool)
+                self._connections_gauge.set(self._connections)
+                self._overflow.set(max(0, self._connections - size))
 
     def _waiting_changed(self, delta: int) -> None:
         with self._lock:
