@@ -112,6 +112,8 @@ async def test_a_connection_goes_back_to_the_pool_transactional(
 def test_orm_statements_and_expanding_in_are_refused() -> None:
     with pytest.raises(TypeError, match="Core statements"):
         PreparedSelect(select(Ticket))
+    with pytest.raises(TypeError, match="Core statements"):  # an ORM attribute anywhere
+        PreparedSelect(select(T.c.id).where(Ticket.title == "x"))
     with pytest.raises(ValueError, match="expanding IN"):
         PreparedSelect(select(T.c.id).where(T.c.id.in_(bindparam("ids", expanding=True))))
 

@@ -98,6 +98,8 @@ class PreparedSelect:
     """A Core SELECT, compiled once per dialect; see the module docstring."""
 
     def __init__(self, statement: Select[Any]) -> None:
+        # An ORM attribute anywhere (a column, a WHERE) makes it an ORM statement, which
+        # the session would run through the ORM and its soft-delete hook.
         if statement._propagate_attrs.get("compile_state_plugin") == "orm":
             raise TypeError(
                 "PreparedSelect takes Core statements (table columns), not ORM entities"
