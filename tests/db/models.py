@@ -99,7 +99,7 @@ class TicketStatus(enum.StrEnum):
 
 class Ticket(IdMixin, SoftDeleteMixin, ToolkitBase):
     """Columns whose values SQLAlchemy converts (an enum, a decimal, an aware datetime), for
-    `PreparedSelect`, which must return what a session returns."""
+    `Prepared`, which must return what a session returns."""
 
     __tablename__ = "ticket"
 

@@ -1,5 +1,7 @@
-"""`PreparedSelect`: the direct read path returns what the session returns, leaves the pool
-as it found it, and keeps errors, lost connections, cancellation and metrics SQLAlchemy's."""
+"""`Prepared`: the direct paths (a pooled connection for a read-only unit, the session's
+connection and transaction for a write unit) return what the session returns, leave the pool
+as they found it, and keep transactions, errors, lost connections, cancellation and metrics
+SQLAlchemy's."""
 
 from __future__ import annotations
 
@@ -9,20 +11,20 @@ from decimal import Decimal
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Float, Integer, bindparam, func, select
+from sqlalchemy import Float, Integer, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, StatementError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from agora.db.engine import make_engine
-from agora.db.errors import DatabaseTimeout, ServiceUnavailable, translate
+from agora.db.engine import autocommit_engine, make_engine
+from agora.db.errors import DatabaseTimeout, Duplicate, ServiceUnavailable, translate
 from agora.db.monitoring import instrument
-from agora.db.prepared import PreparedSelect
+from agora.db.prepared import Prepared
 from agora.db.session import Database
 from agora.db.testing import count_queries
-from tests.db.models import Counter, Ticket, TicketStatus
+from tests.db.models import Counter, Ticket, TicketStatus, ToolkitBase
 
-T = Ticket.__table__
-OPEN_TICKETS = PreparedSelect(
+T = ToolkitBase.metadata.tables["ticket"]
+OPEN_TICKETS = Prepared(
     select(T.c.id, T.c.title, T.c.status, T.c.price, T.c.due_at.label("due"))
     .where(
         T.c.status == TicketStatus.open,  # a value of the statement's own, bound by SQLAlchemy
@@ -31,9 +33,18 @@ OPEN_TICKETS = PreparedSelect(
     )
     .order_by(T.c.id)
 )
-TITLE = PreparedSelect(select(T.c.title).where(T.c.id == bindparam("id", type_=Integer)))
-DUE_BEFORE = PreparedSelect(select(T.c.id).where(T.c.due_at < bindparam("when")))
+TITLE = Prepared(select(T.c.title).where(T.c.id == bindparam("id", type_=Integer)))
+DUE_BEFORE = Prepared(select(T.c.id).where(T.c.due_at < bindparam("when")))
 DUE = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+
+
+def _session_path(engine: AsyncEngine) -> Database:
+    """The same engine, with session factories of its own: no direct path."""
+    return Database(
+        engine,
+        sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+        read_sessionmaker=async_sessionmaker(autocommit_engine(engine), expire_on_commit=False),
+    )
 
 
 async def _add_tickets(db: Database) -> list[int]:
@@ -62,11 +73,14 @@ async def test_a_direct_read_returns_what_the_session_returns(
         # The direct path: the session never began, and no connection stays checked out.
         assert not uow.session.in_transaction()
         assert toolkit_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-    async with committed_database.uow() as uow:  # a write unit: through the session
-        through_session = await OPEN_TICKETS.all(uow.session, min_price=Decimal("1"))
+    async with committed_database.uow() as uow:  # a write unit: in its transaction
+        in_transaction = await OPEN_TICKETS.all(uow.session, min_price=Decimal("1"))
         assert uow.session.in_transaction()
+    async with _session_path(toolkit_engine).uow(read_only=True) as uow:
+        through_session = await OPEN_TICKETS.all(uow.session, min_price=Decimal("1"))
+        assert uow.session.in_transaction()  # `session.execute()` began the session
 
-    assert direct == through_session
+    assert direct == in_transaction == through_session
     assert [row["title"] for row in direct] == ["due", "undated"]
     first = direct[0]
     assert list(first) == ["id", "title", "status", "price", "due"]
@@ -109,13 +123,78 @@ async def test_a_connection_goes_back_to_the_pool_transactional(
         await db.dispose()
 
 
+C = ToolkitBase.metadata.tables["counter"]
+BUMP = Prepared(
+    update(C)
+    .where(C.c.namespace == bindparam("namespace"))
+    .values(value=C.c.value + bindparam("by", type_=Integer))
+    .returning(C.c.key, C.c.value)
+)
+NEW_COUNTER = Prepared(
+    insert(C)
+    .values(namespace=bindparam("namespace"), key=bindparam("key"), value=bindparam("value"))
+    .returning(C.c.id, C.c.value)
+)
+COUNTERS = Prepared(
+    select(C.c.key, C.c.value).where(C.c.namespace == bindparam("namespace")).order_by(C.c.key)
+)
+
+
+async def test_writes_in_a_unit_commit_or_roll_back_with_it(committed_database: Database) -> None:
+    async with committed_database.uow() as uow:
+        uow.session.add(Counter(namespace="tx", key="a", value=1))
+        await uow.flush()  # an ORM write of the same transaction, then direct ones
+        created = await NEW_COUNTER.one_or_none(uow.session, namespace="tx", key="b", value=5)
+        assert created is not None
+        assert created["value"] == 5
+        bumped = await BUMP.all(uow.session, namespace="tx", by=10)
+        assert sorted(bumped, key=lambda row: row["key"]) == [
+            {"key": "a", "value": 11},
+            {"key": "b", "value": 15},
+        ]
+        await uow.commit()
+    async with committed_database.uow() as uow:
+        await BUMP.all(uow.session, namespace="tx", by=100)
+        assert {r["value"] for r in await COUNTERS.all(uow.session, namespace="tx")} == {111, 115}
+        # leaving without commit: both UPDATEs above and below are rolled back
+    async with committed_database.uow(read_only=True) as uow:
+        rows = await COUNTERS.all(uow.session, namespace="tx")
+    assert rows == [{"key": "a", "value": 11}, {"key": "b", "value": 15}]
+
+
+async def test_a_refused_write_is_typed_and_the_unit_rolls_back(
+    committed_database: Database,
+) -> None:
+    async with committed_database.uow() as uow:
+        await NEW_COUNTER.all(uow.session, namespace="dup", key="k", value=1)
+        await uow.commit()
+    async with committed_database.uow() as uow:
+        await BUMP.all(uow.session, namespace="dup", by=1)
+        with pytest.raises(DBAPIError) as caught:  # (namespace, key) is unique
+            await NEW_COUNTER.all(uow.session, namespace="dup", key="k", value=2)
+        assert isinstance(translate(caught.value), Duplicate)
+        await uow.rollback()
+        assert await COUNTERS.all(uow.session, namespace="dup") == [{"key": "k", "value": 1}]
+
+
+def test_statements_the_direct_path_cannot_run_as_the_session_would_are_refused() -> None:
+    a = ToolkitBase.metadata.tables["article"]
+    with pytest.raises(TypeError, match="RETURNING"):
+        Prepared(update(C).values(value=1))
+    with pytest.raises(ValueError, match="updated_at"):  # TimestampMixin's onupdate
+        Prepared(update(a).values(title="x").returning(a.c.id))
+    with pytest.raises(ValueError, match="created_at"):  # TimestampMixin's default
+        authors = ToolkitBase.metadata.tables["author"]
+        Prepared(insert(authors).values(name="x", email="y").returning(authors.c.id))
+
+
 def test_orm_statements_and_expanding_in_are_refused() -> None:
     with pytest.raises(TypeError, match="Core statements"):
-        PreparedSelect(select(Ticket))
+        Prepared(select(Ticket))
     with pytest.raises(TypeError, match="Core statements"):  # an ORM attribute anywhere
-        PreparedSelect(select(T.c.id).where(Ticket.title == "x"))
+        Prepared(select(T.c.id).where(Ticket.title == "x"))
     with pytest.raises(ValueError, match="expanding IN"):
-        PreparedSelect(select(T.c.id).where(T.c.id.in_(bindparam("ids", expanding=True))))
+        Prepared(select(T.c.id).where(T.c.id.in_(bindparam("ids", expanding=True))))
 
 
 async def test_statement_listeners_see_every_read(
@@ -146,8 +225,8 @@ async def test_statement_listeners_see_every_read(
 
 # --- PostgreSQL: timeouts, lost connections, cancellation ---------------------------------
 
-SLEEP = PreparedSelect(select(func.pg_sleep(bindparam("seconds", type_=Float)).label("slept")))
-PID = PreparedSelect(select(func.pg_backend_pid().label("pid")))
+SLEEP = Prepared(select(func.pg_sleep(bindparam("seconds", type_=Float)).label("slept")))
+PID = Prepared(select(func.pg_backend_pid().label("pid")))
 
 
 async def test_a_statement_timeout_is_typed_and_keeps_the_connection(pg_database_url: str) -> None:

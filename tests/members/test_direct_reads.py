@@ -1,4 +1,4 @@
-"""The member reads that run as `PreparedSelect`s (`GET /users/{id}`, `GET /users/me`, the
+"""The member reads that run as `Prepared`s (`GET /users/{id}`, `GET /users/me`, the
 token checks) answer the same on the direct path as through the session, on a real database."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 
 from agora.app import create_app
 from agora.db.engine import autocommit_engine
-from agora.db.prepared import PreparedSelect
+from agora.db.prepared import Prepared
 from agora.db.session import Database
 from agora.models.user import User, UserStatus
 from tests.members.builders import auth, make_user
@@ -61,14 +61,14 @@ async def test_user_reads_answer_the_same_on_both_paths(
     ]
 
     direct_runs = 0
-    run = PreparedSelect._run
+    run = Prepared._run_pooled
 
-    def counted(self: PreparedSelect, *args: Any) -> Any:
+    def counted(self: Prepared, *args: Any) -> Any:
         nonlocal direct_runs
         direct_runs += 1
         return run(self, *args)
 
-    monkeypatch.setattr(PreparedSelect, "_run", counted)
+    monkeypatch.setattr(Prepared, "_run_pooled", counted)
 
     async def answers(database: Database) -> list[tuple[int, bytes]]:
         app = create_app(settings, database=database)

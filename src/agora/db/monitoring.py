@@ -287,7 +287,7 @@ class Instrumentation:
         self._listen(self.engine, "before_cursor_execute", self._before_execute)
         self._listen(self.engine, "after_cursor_execute", self._after_execute)
         self._listen(self.engine, "handle_error", self._on_error)
-        # One listener for each statement event: `PreparedSelect` may still read directly,
+        # One listener for each statement event: `Prepared` may still read directly,
         # and reports to `direct_statement`.
         self._unobserve = observe_direct(self.engine, self)
 

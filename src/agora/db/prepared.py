@@ -1,43 +1,49 @@
-"""`PreparedSelect`: a hot Core read compiled once and run straight on the pooled connection.
+"""`Prepared`: hot Core statements compiled once and run straight on the DBAPI connection.
 
-    USER_BY_ID = PreparedSelect(
+    USER_BY_ID = Prepared(
         select(users.c.id, users.c.name)
         .where(users.c.id == bindparam("user_id"), users.c.deleted_at.is_(None))
     )
     row = await USER_BY_ID.one_or_none(session, user_id=5)    # {"id": 5, "name": ...} or None
     rows = await USER_BY_ID.all(session, user_id=5)
     name = await NAME_BY_ID.scalar(session, user_id=5)
+    PAY = Prepared(update(users).values(credits=users.c.credits + bindparam("delta"),
+                                        updated_at=bindparam("now")).returning(users.c.id))
 
-Why: on a one-query read, SQLAlchemy's execution machinery (a `Connection`, its execution
-context and events, a `Result`, and the ORM session around them) costs several times what
-the driver does; profiled on `GET /users/{id}`, it was about 40% of the request
-(bench/README.md, "Fifth round"). A `PreparedSelect` keeps everything that makes
-SQLAlchemy worth having -- the statement is built and compiled by SQLAlchemy for the
+Why: SQLAlchemy's per-execution machinery (a `Connection`'s execute, its execution context
+and events, a `Result`, the ORM session around them) costs several times what the driver
+does; profiled on `GET /users/{id}` it was about 40% of the request, and 60% of a credit
+transfer's (bench/README.md, "Fifth round"). A `Prepared` statement keeps everything that
+makes SQLAlchemy worth having -- the statement is built and compiled by SQLAlchemy for the
 engine's dialect, its values go through the column types' bind and result processors (an
-`Enum` column still comes back as the enum), the connection comes from the engine's pool
-and goes through SQLAlchemy's DBAPI adapter (so asyncpg's prepared-statement cache, error
-classes and disconnect detection are SQLAlchemy's) -- and drops only the per-execution
-layers in between: one `greenlet_spawn` checks a connection out, runs the statement on its
-cursor and returns the connection.
+`Enum` column still comes back as the enum), connections come from the engine's pool and
+transactions are the session's, and the statement runs on SQLAlchemy's DBAPI adapter (so
+asyncpg's prepared-statement cache, error classes and disconnect detection are SQLAlchemy's)
+-- and drops only the per-execution layers in between, in one `greenlet_spawn`:
 
-The direct path is taken only where it means exactly what `session.execute()` would:
+* in a read-only unit of work of `Database` whose session holds no connection (each of its
+  statements runs on its own, in autocommit), a connection is checked out of the pool, the
+  statement runs, the connection goes back (a PostgreSQL one in its default isolation level);
+* in a unit of work of `Database` otherwise, the statement runs on the session's connection,
+  inside the session's transaction -- begun by `session.connection()` exactly as
+  `session.execute()` would begin it -- so it commits or rolls back with the rest.
 
-* the session is one of `Database`'s read-only sessions (each statement in autocommit:
-  nothing to join) and holds no connection yet (`in_transaction()` false), and
-* nobody listens to the engine's statement events (`before_cursor_execute`,
-  `after_cursor_execute`, `handle_error`: e.g. `agora.db.testing.count_queries`, or an
-  OpenTelemetry instrumentation), which the direct path does not fire -- except
-  `agora.db.monitoring`, which registers with `observe_direct` and is told of each direct
-  statement itself (its counters and slow-statement log see every read).
+A Core statement run by `session.execute()` is not autoflushed either, so both ways see the
+same data. The direct path is only taken where nobody listens to the engine's statement
+events (`before_cursor_execute`, `after_cursor_execute`, `handle_error`: e.g.
+`agora.db.testing.count_queries`, or an OpenTelemetry instrumentation), which it does not
+fire -- except `agora.db.monitoring`, which registers with `observe_direct` and is told of
+each direct statement itself. Anywhere else (a test's rollback session, a replica's session,
+an engine behind PgBouncer, a session from another factory) the same statement goes through
+`session.execute()`, with the same rows. Errors come out as SQLAlchemy's `DBAPIError`
+subclasses either way, and a connection lost or cancelled mid-statement is invalidated.
 
-Anywhere else (a write unit of work, a test's rollback session, a replica's session, an
-engine behind PgBouncer) the same statement goes through `session.execute()`, with the same
-result. Errors come out as SQLAlchemy's `DBAPIError` subclasses either way, and a connection
-the driver reports lost is invalidated, not returned to the pool.
-
-Only Core statements against tables are accepted: ORM entities need the ORM (and soft delete
-hides their deleted rows through it), so a `PreparedSelect` says its own
-`deleted_at IS NULL`. Expanding `IN` parameters are refused (their SQL changes per call).
+What is refused when built (or first compiled for a dialect): ORM statements (an ORM entity
+or attribute anywhere: they need the ORM, and soft delete hides deleted rows through it, so a
+`Prepared` statement says its own `deleted_at IS NULL`); INSERT, UPDATE and DELETE without
+RETURNING; expanding `IN` parameters (their SQL changes per call); and columns whose value
+SQLAlchemy's execution would compute in Python (`default=` / `onupdate=` callables and
+scalars, such as `TimestampMixin.updated_at`): give them explicit values.
 """
 
 from __future__ import annotations
@@ -48,17 +54,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Select
+from sqlalchemy import Executable, Select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-DIRECT_READS = "agora.direct_reads"  # key of `Session.info`: this session may read directly
+# Key of `Session.info`: how this session's `Prepared` statements may run directly.
+DIRECT = "agora.direct"
+AUTOCOMMIT = "autocommit"  # each statement on its own (read-only units): a pooled connection
+TRANSACTION = "transaction"  # on the session's connection, in its transaction (write units)
 
 
 _EXPANDING = (
-    "PreparedSelect cannot hold expanding IN or literal-execute parameters (their SQL changes "
+    "Prepared cannot hold expanding IN or literal-execute parameters (their SQL changes "
     "per call): run the statement with session.execute()"
 )
 
@@ -94,27 +105,30 @@ class _Compiled:
     compiled: Any  # SQLCompiler: `construct_params` fills in the statement's own values
 
 
-class PreparedSelect:
-    """A Core SELECT, compiled once per dialect; see the module docstring."""
+class Prepared:
+    """A Core SELECT, or INSERT / UPDATE / DELETE ... RETURNING, compiled once per dialect;
+    see the module docstring."""
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Executable) -> None:
         # An ORM attribute anywhere (a column, a WHERE) makes it an ORM statement, which
         # the session would run through the ORM and its soft-delete hook.
         if statement._propagate_attrs.get("compile_state_plugin") == "orm":
-            raise TypeError(
-                "PreparedSelect takes Core statements (table columns), not ORM entities"
-            )
-        if statement.compile().post_compile_params:  # the default dialect tells already
-            raise ValueError(_EXPANDING)
+            raise TypeError("Prepared takes Core statements (table columns), not ORM entities")
+        if isinstance(statement, UpdateBase) and not statement._returning:
+            raise TypeError("Prepared runs INSERT, UPDATE and DELETE with RETURNING only")
+        if not isinstance(statement, Select | UpdateBase):
+            raise TypeError(f"Prepared takes a SELECT or a DML statement, not {statement!r}")
+        _check_compiled(statement.compile())  # the default dialect tells already
         self.statement = statement
-        self.keys = tuple(statement.selected_columns.keys())
-        self._types = [column.type for column in statement.selected_columns]
+        columns = statement.exported_columns
+        self.keys = tuple(str(key) for key, _ in columns.items())
+        self._types = [column.type for _, column in columns.items()]
         self._compiled: weakref.WeakKeyDictionary[Dialect, _Compiled] = weakref.WeakKeyDictionary()
         self._results: weakref.WeakKeyDictionary[Dialect, list[Callable[[Any], Any] | None]] = (
             weakref.WeakKeyDictionary()
         )
 
-    # --- the three reads ---------------------------------------------------------------------
+    # --- the three ways to take the rows -----------------------------------------------------
 
     async def all(self, session: AsyncSession, /, **params: Any) -> list[dict[str, Any]]:
         return await self._fetch(session, params)
@@ -136,23 +150,109 @@ class PreparedSelect:
     # --- how --------------------------------------------------------------------------------
 
     async def _fetch(self, session: AsyncSession, params: dict[str, Any]) -> list[dict[str, Any]]:
+        mode = session.info.get(DIRECT)
         bind = session.bind
-        if (
-            session.info.get(DIRECT_READS)
-            and not session.in_transaction()
-            and bind is not None
-            and _only_observed(bind.sync_engine)
-        ):
-            return await greenlet_spawn(self._run, bind.sync_engine, params)
+        if mode and bind is not None and _only_observed(bind.sync_engine):
+            # (An `AsyncSession`'s bind is an engine here: `Database` binds its factories so.)
+            if mode == AUTOCOMMIT and not session.in_transaction():
+                return await greenlet_spawn(self._run_pooled, bind.sync_engine, params)
+            return await greenlet_spawn(self._run_in_session, session.sync_session, params)
         result = await session.execute(self.statement, params)
         return [dict(row) for row in result.mappings()]
+
+    def _run_pooled(self, engine: Engine, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Check out, execute, return the connection (inside `greenlet_spawn`): a statement
+        on its own, as a read-only unit's session would run it (autocommit)."""
+        dialect = engine.dialect
+        prepared, parameters = self._bound(engine, params)
+        try:
+            pooled = engine.raw_connection()
+        except dialect.loaded_dbapi.Error as error:  # as `Connection` reports it
+            raise _wrapped(engine, error, None, None, invalidated=False) from error
+        dbapi_connection: Any = pooled.dbapi_connection
+        autocommit = dialect.name != "sqlite"  # SQLite connections here emit no BEGIN
+        try:
+            if autocommit:
+                dialect.set_isolation_level(dbapi_connection, "AUTOCOMMIT")
+            return self._execute(engine, dbapi_connection, pooled.invalidate, prepared, parameters)
+        finally:
+            try:
+                if autocommit and pooled.is_valid:
+                    dialect.reset_isolation_level(dbapi_connection)
+            finally:
+                pooled.close()
+
+    def _run_in_session(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """On the session's connection, inside its transaction (begun here if need be, as
+        `session.execute()` would begin it)."""
+        connection = session.connection()
+        prepared, parameters = self._bound(connection.engine, params)
+        dbapi_connection: Any = connection.connection.dbapi_connection
+        return self._execute(
+            connection.engine, dbapi_connection, connection.invalidate, prepared, parameters
+        )
+
+    def _bound(self, engine: Engine, params: dict[str, Any]) -> tuple[_Compiled, Any]:
+        prepared = self._prepare(engine.dialect)
+        try:
+            return prepared, self._parameters(prepared, params)
+        except Exception as error:  # a bind processor refused a value: as SQLAlchemy says it
+            raise _wrapped(engine, error, prepared.sql, params, invalidated=False) from error
+
+    def _execute(
+        self,
+        engine: Engine,
+        dbapi_connection: Any,
+        invalidate: Callable[[BaseException | None], None],
+        prepared: _Compiled,
+        parameters: Any,
+    ) -> list[dict[str, Any]]:
+        dialect = engine.dialect
+        observers = _observers.get(dialect, ())
+        started = time.perf_counter()
+        cursor = None
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(prepared.sql, parameters)
+            raw_rows = cursor.fetchall()
+            description = cursor.description
+            cursor.close()
+        except BaseException as error:
+            lost = not isinstance(error, Exception) or (
+                isinstance(error, dialect.loaded_dbapi.Error)
+                and dialect.is_disconnect(error, dbapi_connection, cursor)
+            )
+            if lost:
+                # Lost, or cancelled mid-statement (state unknown): never reused, as
+                # SQLAlchemy's `Connection` does.
+                invalidate(error)
+            elapsed = time.perf_counter() - started
+            for observer in observers:
+                observer.direct_statement(prepared.sql, parameters, elapsed, error)
+            if not isinstance(error, dialect.loaded_dbapi.Error):
+                raise
+            raise _wrapped(engine, error, prepared.sql, parameters, lost) from error
+        elapsed = time.perf_counter() - started
+        for observer in observers:
+            observer.direct_statement(prepared.sql, parameters, elapsed, None)
+        processors = self._results.get(dialect)
+        if processors is None:
+            processors = self._results[dialect] = self._result_processors(dialect, description)
+        keys = self.keys
+        rows = []
+        for raw in raw_rows:
+            values = [
+                value if processor is None or value is None else processor(value)
+                for processor, value in zip(processors, raw, strict=True)
+            ]
+            rows.append(dict(zip(keys, values, strict=True)))
+        return rows
 
     def _prepare(self, dialect: Dialect) -> _Compiled:
         prepared = self._compiled.get(dialect)
         if prepared is None:
             compiled: Any = self.statement.compile(dialect=dialect)
-            if compiled.literal_execute_params or compiled.post_compile_params:
-                raise ValueError(_EXPANDING)
+            _check_compiled(compiled)
             processors = {}
             for name, bind in compiled.binds.items():
                 processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
@@ -175,68 +275,6 @@ class PreparedSelect:
             return values
         return tuple(values[name] for name in prepared.bind_order)
 
-    def _run(self, engine: Engine, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """Check out, execute, fetch, return the connection (inside `greenlet_spawn`)."""
-        dialect = engine.dialect
-        prepared = self._prepare(dialect)
-        try:
-            parameters = self._parameters(prepared, params)
-        except Exception as error:  # a bind processor refused a value: as SQLAlchemy says it
-            raise _wrapped(engine, error, prepared.sql, params, invalidated=False) from error
-        observers = _observers.get(dialect, ())
-        started = time.perf_counter()
-        try:
-            pooled = engine.raw_connection()
-        except dialect.loaded_dbapi.Error as error:  # as `Connection` reports it
-            raise _wrapped(engine, error, None, None, invalidated=False) from error
-        dbapi_connection: Any = pooled.dbapi_connection
-        cursor = None
-        autocommit = dialect.name != "sqlite"  # SQLite connections here emit no BEGIN
-        try:
-            if autocommit:
-                dialect.set_isolation_level(dbapi_connection, "AUTOCOMMIT")
-            cursor = dbapi_connection.cursor()
-            cursor.execute(prepared.sql, parameters)
-            raw_rows = cursor.fetchall()
-            description = cursor.description
-            cursor.close()
-        except BaseException as error:
-            if not isinstance(error, Exception) or (
-                isinstance(error, dialect.loaded_dbapi.Error)
-                and dialect.is_disconnect(error, dbapi_connection, cursor)
-            ):
-                # Lost, or cancelled mid-statement (state unknown): never reused, as
-                # SQLAlchemy's `Connection` does.
-                pooled.invalidate(error)
-            elapsed = time.perf_counter() - started
-            for observer in observers:
-                observer.direct_statement(prepared.sql, parameters, elapsed, error)
-            if not isinstance(error, dialect.loaded_dbapi.Error):
-                raise
-            invalidated = not pooled.is_valid
-            raise _wrapped(engine, error, prepared.sql, parameters, invalidated) from error
-        finally:
-            try:
-                if autocommit and pooled.is_valid:
-                    dialect.reset_isolation_level(dbapi_connection)
-            finally:
-                pooled.close()
-        elapsed = time.perf_counter() - started
-        for observer in observers:
-            observer.direct_statement(prepared.sql, parameters, elapsed, None)
-        processors = self._results.get(dialect)
-        if processors is None:
-            processors = self._results[dialect] = self._result_processors(dialect, description)
-        keys = self.keys
-        rows = []
-        for raw in raw_rows:
-            values = [
-                value if processor is None or value is None else processor(value)
-                for processor, value in zip(processors, raw, strict=True)
-            ]
-            rows.append(dict(zip(keys, values, strict=True)))
-        return rows
-
     def _result_processors(
         self, dialect: Dialect, description: Sequence[Any]
     ) -> list[Callable[[Any], Any] | None]:
@@ -246,6 +284,17 @@ class PreparedSelect:
             type_.dialect_impl(dialect).result_processor(dialect, column[1])
             for type_, column in zip(self._types, description, strict=True)
         ]
+
+
+def _check_compiled(compiled: Any) -> None:
+    if compiled.literal_execute_params or compiled.post_compile_params:
+        raise ValueError(_EXPANDING)
+    if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
+        names = [c.name for c in [*compiled.insert_prefetch, *compiled.update_prefetch]]
+        raise ValueError(
+            f"column(s) {', '.join(names)} take Python-side defaults (default=, onupdate=), "
+            "which SQLAlchemy's execution computes: give them explicit values"
+        )
 
 
 def _wrapped(

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agora.db.engine import autocommit_engine, behind_pgbouncer
-from agora.db.prepared import DIRECT_READS
+from agora.db.prepared import AUTOCOMMIT, DIRECT, TRANSACTION
 from agora.db.readyourwrites import current_min_lsn, note_commit
 from agora.db.replicas import PRIMARY_POSITION, UNREACHABLE, Replica, ReplicaSet
 from agora.db.softdelete import install_soft_delete
@@ -25,8 +25,8 @@ class Database:
     """Engine + two session factories: read-write (transactional) and read-only (autocommit).
 
     Read-only units of work run each statement on its own, so a request made of one SELECT
-    costs one round trip; their `PreparedSelect` reads skip the session and SQLAlchemy's
-    execution layers (`agora.db.prepared`). Sessions never expire objects on commit
+    costs one round trip. In both kinds of unit, `Prepared` statements skip SQLAlchemy's
+    per-execution layers (`agora.db.prepared`). Sessions never expire objects on commit
     (`expire_on_commit=False`), so a committed object can still be serialized without a
     lazy load.
 
@@ -48,14 +48,17 @@ class Database:
         self.engine = engine
         self.replicas = replicas
         self.on_read: Callable[[str], None] | None = None
-        self.sessionmaker = sessionmaker or async_sessionmaker(engine, expire_on_commit=False)
-        # Its sessions let `PreparedSelect` read straight on a pooled connection (each
-        # statement runs on its own anyway); not behind PgBouncer, where a read keeps its
-        # transaction (see `agora.db.engine`).
+        # The sessions of these factories let `Prepared` statements skip SQLAlchemy's
+        # per-execution layers (`agora.db.prepared`); not behind PgBouncer, where a statement
+        # is prepared and executed in two exchanges that must share a server connection.
+        direct = not behind_pgbouncer(engine)
+        self.sessionmaker = sessionmaker or async_sessionmaker(
+            engine, expire_on_commit=False, info={DIRECT: direct and TRANSACTION}
+        )
         self.read_sessionmaker = read_sessionmaker or async_sessionmaker(
             autocommit_engine(engine),
             expire_on_commit=False,
-            info={DIRECT_READS: not behind_pgbouncer(engine)},
+            info={DIRECT: direct and AUTOCOMMIT},
         )
 
     def uow(self, *, read_only: bool = False) -> UnitOfWork:

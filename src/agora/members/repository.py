@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from agora.db.filters import contains, eq, given
 from agora.db.pagination import CursorPage, CursorParams, Page, PageParams
-from agora.db.prepared import PreparedSelect
+from agora.db.prepared import Prepared
 from agora.db.repository import Load, OrderBy, Repository, Where
 from agora.members.errors import UserNotFound
 from agora.members.schemas import PROFILE_COLUMNS, VIEW_COLUMNS
@@ -71,20 +71,17 @@ _ACTIVE_ID = (
 )
 # The id of an active, not deleted user whose token version is the token's: the check every
 # authenticated request makes (a password change bumps the version).
-_CURRENT_TOKEN = PreparedSelect(
-    _ACTIVE_ID.where(_user.c.token_version == bindparam("version", type_=Integer))
-)
+_current = _ACTIVE_ID.where(_user.c.token_version == bindparam("version", type_=Integer))
+_CURRENT_TOKEN = Prepared(_current)
 # Whether a token's user may see private views: their `is_superuser` when the token is
 # current (see above), no row otherwise.
-_VIEWER_IS_SUPERUSER = PreparedSelect(
-    _CURRENT_TOKEN.statement.with_only_columns(_user.c.is_superuser)
-)
+_VIEWER_IS_SUPERUSER = Prepared(_current.with_only_columns(_user.c.is_superuser))
 # Built once: a user and their profile in ONE query (a LEFT JOIN), as plain columns, for the
 # single-user reads (`GET /users/{id}`, `GET /users/me`). Loading a `User` costs two queries
 # (the profile is a selectinload) and the ORM's identity map and object construction; these
 # reads only render the row. Profile columns are prefixed `profile_`.
 _profile = UserProfile.metadata.tables[UserProfile.__tablename__]
-_USER_VIEW = PreparedSelect(
+_USER_VIEW = Prepared(
     select(
         *(_user.c[name] for name in VIEW_COLUMNS),
         _user.c.token_version,  # not shown: for `token_matches` (GET /users/me)
