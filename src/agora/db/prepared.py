@@ -168,7 +168,8 @@ class Prepared:
         try:
             pooled = engine.raw_connection()
         except dialect.loaded_dbapi.Error as error:  # as `Connection` reports it
-            raise _wrapped(engine, error, None, None, invalidated=False) from error
+            lost = dialect.is_disconnect(error, None, None)
+            raise _wrapped(engine, error, None, None, invalidated=lost) from error
         dbapi_connection: Any = pooled.dbapi_connection
         autocommit = dialect.name != "sqlite"  # SQLite connections here emit no BEGIN
         try:
