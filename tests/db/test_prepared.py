@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Float, Integer, bindparam, func, insert, select, update
+from sqlalchemy import Float, Integer, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -266,11 +266,20 @@ async def test_a_lost_connection_is_invalidated_not_reused(pg_database_url: str)
 
 async def test_a_cancelled_read_does_not_hand_its_connection_on(pg_database_url: str) -> None:
     db = Database(make_engine(pg_database_url, pool_size=1, max_overflow=0))
+    watcher = make_engine(pg_database_url, pool_size=1, max_overflow=0)
     try:
         async with db.uow(read_only=True) as uow:
             pid = await PID.scalar(uow.session)
             sleeping = asyncio.create_task(SLEEP.scalar(uow.session, seconds=30))
-            await asyncio.sleep(0.3)
+            # Cancel only once the server runs the statement (not while it is being sent).
+            running = text("SELECT wait_event FROM pg_stat_activity WHERE pid = :pid")
+            async with watcher.connect() as conn:
+                for _ in range(500):  # 10 s at most
+                    if (await conn.execute(running, {"pid": pid})).scalar() == "PgSleep":
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    pytest.fail("the statement never started on the server")
             sleeping.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await sleeping
@@ -285,3 +294,4 @@ async def test_a_cancelled_read_does_not_hand_its_connection_on(pg_database_url:
                 )
     finally:
         await db.dispose()
+        await watcher.dispose()
