@@ -6,6 +6,7 @@ SQLAlchemy's."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -13,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Float, Integer, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, StatementError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from agora.db.engine import autocommit_engine, make_engine
 from agora.db.errors import DatabaseTimeout, Duplicate, ServiceUnavailable, translate
@@ -245,53 +246,60 @@ async def test_a_statement_timeout_is_typed_and_keeps_the_connection(pg_database
         await db.dispose()
 
 
-async def test_a_lost_connection_is_invalidated_not_reused(pg_database_url: str) -> None:
+@pytest.fixture
+async def single_connection(pg_database_url: str) -> AsyncIterator[Database]:
+    """A `Database` with a pool of one connection: whether it is replaced shows."""
     db = Database(make_engine(pg_database_url, pool_size=1, max_overflow=0))
-    other = make_engine(pg_database_url, pool_size=1, max_overflow=0)
-    try:
-        async with db.uow(read_only=True) as uow:
-            pid = await PID.scalar(uow.session)
-        async with other.connect() as conn:
-            await conn.execute(select(func.pg_terminate_backend(pid)))
-        async with db.uow(read_only=True) as uow:
-            with pytest.raises(DBAPIError) as caught:
-                await PID.scalar(uow.session)
-            assert caught.value.connection_invalidated
-            assert isinstance(translate(caught.value), ServiceUnavailable)
-            assert await PID.scalar(uow.session) not in (None, pid)  # a fresh connection
-    finally:
-        await db.dispose()
-        await other.dispose()
+    yield db
+    await db.dispose()
 
 
-async def test_a_cancelled_read_does_not_hand_its_connection_on(pg_database_url: str) -> None:
-    db = Database(make_engine(pg_database_url, pool_size=1, max_overflow=0))
-    watcher = make_engine(pg_database_url, pool_size=1, max_overflow=0)
-    try:
+@pytest.fixture
+async def other_connection(pg_database_url: str) -> AsyncIterator[AsyncConnection]:
+    """A connection of its own, to act on or watch the server from outside."""
+    engine = make_engine(pg_database_url, pool_size=1, max_overflow=0)
+    async with engine.connect() as conn:
+        yield conn
+    await engine.dispose()
+
+
+async def test_a_lost_connection_is_invalidated_not_reused(
+    single_connection: Database, other_connection: AsyncConnection
+) -> None:
+    db = single_connection
+    async with db.uow(read_only=True) as uow:
+        pid = await PID.scalar(uow.session)
+    await other_connection.execute(select(func.pg_terminate_backend(pid)))
+    async with db.uow(read_only=True) as uow:
+        with pytest.raises(DBAPIError) as caught:
+            await PID.scalar(uow.session)
+        assert caught.value.connection_invalidated
+        assert isinstance(translate(caught.value), ServiceUnavailable)
+        assert await PID.scalar(uow.session) not in (None, pid)  # a fresh connection
+
+
+async def test_a_cancelled_read_does_not_hand_its_connection_on(
+    single_connection: Database, other_connection: AsyncConnection
+) -> None:
+    db = single_connection
+    async with db.uow(read_only=True) as uow:
+        pid = await PID.scalar(uow.session)
+        sleeping = asyncio.create_task(SLEEP.scalar(uow.session, seconds=30))
+        # Cancel only once the server runs the statement (not while it is being sent).
+        running = text("SELECT wait_event FROM pg_stat_activity WHERE pid = :pid")
+        for _ in range(500):  # 10 s at most
+            if (await other_connection.execute(running, {"pid": pid})).scalar() == "PgSleep":
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the statement never started on the server")
+        sleeping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sleeping
+    # The connection was mid-statement: it is discarded, and the pool works on at once.
+    async with asyncio.timeout(5):
         async with db.uow(read_only=True) as uow:
-            pid = await PID.scalar(uow.session)
-            sleeping = asyncio.create_task(SLEEP.scalar(uow.session, seconds=30))
-            # Cancel only once the server runs the statement (not while it is being sent).
-            running = text("SELECT wait_event FROM pg_stat_activity WHERE pid = :pid")
-            async with watcher.connect() as conn:
-                for _ in range(500):  # 10 s at most
-                    if (await conn.execute(running, {"pid": pid})).scalar() == "PgSleep":
-                        break
-                    await asyncio.sleep(0.02)
-                else:
-                    pytest.fail("the statement never started on the server")
-            sleeping.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await sleeping
-        # The connection was mid-statement: it is discarded, and the pool works on at once.
-        async with asyncio.timeout(5):
-            async with db.uow(read_only=True) as uow:
-                assert await PID.scalar(uow.session) != pid
-            async with db.uow() as uow:
-                assert (
-                    await uow.session.scalar(select(func.count()).select_from(select(1).subquery()))
-                    == 1
-                )
-    finally:
-        await db.dispose()
-        await watcher.dispose()
+            assert await PID.scalar(uow.session) != pid
+        async with db.uow() as uow:
+            one = await uow.session.scalar(select(func.count()).select_from(select(1).subquery()))
+            assert one == 1
