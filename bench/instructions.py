@@ -16,7 +16,8 @@ two sides; the HTTP server's share would be the same for both), then instrumenta
 switched on for `--requests` requests (seeded random ids, tokens and transfers, the same
 for both sides) and off again. The figure is the instructions of the client and the app
 together per request; PostgreSQL runs in its own, uncounted, process, and Agora's access
-log is off (logging at WARNING; the wall-clock scenarios keep it on). The ratio is the
+log is off (logging at WARNING) unless `--access-log` turns it on as the wall-clock
+scenarios have it (JSON lines written to a file; the write itself is the kernel's). The ratio is the
 baseline's count over Agora's: lower than the CPU ratios of `RESULTS.md`, which include the
 HTTP server's share (the same on both sides).
 
@@ -123,13 +124,19 @@ def _requests(case: str, users: int, tokens: list[tuple[int, str]], n: int) -> l
 
 async def _child(args: argparse.Namespace) -> None:
     if args.side == "agora":
-        # Logging at WARNING: no access log (see the module docstring).
+        # Logging at WARNING: no access log, unless asked (see the module docstring).
         os.environ.update(AGORA_ENV="production", AGORA_DATABASE_URL=args.url,
                           AGORA_SECRET_KEY=SECRET, AGORA_POOL_SIZE=str(POOL),
-                          AGORA_LOG_LEVEL="warning")  # fmt: skip
+                          AGORA_LOG_LEVEL="info" if args.access_log else "warning")  # fmt: skip
         from agora.app import create_app
 
         app: Any = create_app()
+        if args.access_log:  # JSON lines to a file, as `agora serve` in the HTTP scenarios
+            from agora.config import load_settings
+            from agora.logs import configure_logging
+
+            log = Path(args.tokens).with_name(f"access.{args.case}.log").open("w")
+            configure_logging(load_settings(), stream=log)
     else:
         os.environ.update(BENCH_SECRET_KEY=SECRET, BENCH_POOL_SIZE=str(POOL))
         os.environ["BENCH_DSN" if CASES[args.case][1] == "pg" else "BENCH_SQLITE_PATH"] = args.url
@@ -169,6 +176,7 @@ def _count(case: str, side: str, url: str, run: Run) -> int:
         sys.executable, "-m", "bench.instructions", "--child", case, "--side", side,
         "--url", url, "--tokens", str(run.work / "tokens.txt"), "--users", str(run.users),
         "--warmup", str(run.warmup), "--requests", str(run.requests),
+        *(["--access-log"] if run.access_log else []),
     ]  # fmt: skip
     if not run.check:
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
@@ -199,6 +207,7 @@ class Run:
     requests: int
     warmup: int
     check: bool = False
+    access_log: bool = False
 
 
 def count(cases: list[str], data: Data, run: Run) -> dict[tuple[str, str], int]:
@@ -263,6 +272,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--check", action="store_true", help="run the requests without valgrind; count nothing"
     )
+    parser.add_argument(
+        "--access-log", action="store_true",
+        help="Agora writes its access log (JSON lines, to a file) as in the HTTP scenarios",
+    )  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -281,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="agora-instructions-"))
     cfg = Config(server=server_url(args.postgres), users=args.users, workdir=work)
     data = Data(cfg)
-    run = Run(work, args.users, args.requests, args.warmup, check=args.check)
+    run = Run(
+        work, args.users, args.requests, args.warmup, check=args.check, access_log=args.access_log
+    )
     try:
         counts = count(args.cases, data, run)
         if args.check:

@@ -7,10 +7,12 @@ import asyncio
 import io
 import json
 import logging
+import random
 import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -23,7 +25,7 @@ from sqlalchemy import make_url, text
 from agora.app import create_app
 from agora.config import Settings
 from agora.db.api import ReadUoW
-from agora.logs import RequestIdFilter, configure_logging
+from agora.logs import JsonFormatter, RequestIdFilter, configure_logging
 from tests.support.tcpproxy import OutageProxy
 from tests.support.workers import serving_workers
 
@@ -223,6 +225,26 @@ async def test_production_logs_are_json_lines_with_the_request_id(tmp_path: Path
     access = next(entry for entry in lines if entry["logger"] == "agora.access")
     assert access["request_id"] == "req-json"
     assert (access["status"], access["route"]) == (200, "/things/{thing_id}")
+    assert (access["method"], access["path"]) == ("GET", "/things/3")
+    assert access["message"] == f"GET /things/3 200 {access['duration_ms']:.1f} ms"
+    written = datetime.fromisoformat(access["time"])
+    assert abs((datetime.now(UTC) - written).total_seconds()) < 60
+
+
+def test_json_log_times_are_utc_milliseconds_of_the_record() -> None:
+    """The formatter caches each second's date text; every line still shows its own record's
+    time exactly as `isoformat` would, across seconds, rounding carries and before 1970."""
+    formatter = JsonFormatter()
+    rng = random.Random(5)
+    edges = [0.0, 1.9999996, 1.0000004, 1764590000.9995, 1764590000.0005, -0.5, -1e-7, -86400.25]
+    created = [*edges, *(rng.uniform(-1e9, 4e9) for _ in range(5000))]
+    created += [1764590000 + i / 7 for i in range(50)]  # many lines within a few seconds
+    for value in created:
+        record = logging.LogRecord("agora.access", logging.INFO, __file__, 1, "line", None, None)
+        record.created = value
+        entry = json.loads(formatter.format(record))
+        expected = datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")
+        assert entry["time"] == expected, value
 
 
 @pytest.mark.usefixtures("restore_logging")

@@ -197,15 +197,26 @@ class ObservabilityMiddleware:
         series[0].inc()
         series[1].observe(elapsed)
         if self.access_log:
-            duration_ms = round(elapsed * 1000, 1)
             level = logging.DEBUG if route in _QUIET_ROUTES else logging.INFO
-            access_logger.log(
-                level,
-                "%s %s %d %.1f ms",
-                method, scope["path"], status, duration_ms,
-                extra={"method": method, "path": scope["path"], "route": route,
-                       "status": status, "duration_ms": duration_ms},
-            )  # fmt: skip
+            if access_logger.isEnabledFor(level):  # cached by the logger until reconfigured
+                _access_line(level, method, scope["path"], route, status, elapsed)
+
+
+def _access_line(
+    level: int, method: str, path: str, route: str, status: int, elapsed: float
+) -> None:
+    """One access-log record, handled by `agora.access` like any other record (its filters,
+    handlers, propagation), but built with `makeRecord` instead of `Logger.log`: that would
+    first walk the stack for the caller's file and line (`findCaller`), which no access-log
+    line shows, on every request."""
+    duration_ms = round(elapsed * 1000, 1)
+    record = access_logger.makeRecord(
+        access_logger.name, level, __file__, 0,
+        "%s %s %d %.1f ms", (method, path, status, duration_ms), None,
+        extra={"method": method, "path": path, "route": route,
+               "status": status, "duration_ms": duration_ms},
+    )  # fmt: skip
+    access_logger.handle(record)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
