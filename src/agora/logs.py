@@ -11,6 +11,7 @@ uvicorn's own loggers and the application's share one format.
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.config
 import math
@@ -60,6 +61,14 @@ _STANDARD_ATTRS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=256)
+def _extras(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys of a record's attributes that came from `extra=`, in their order. Records
+    of one call site have the same attributes: this is worked out once per shape, not once
+    per line (scanning some 25 attributes cost a fifth of an access-log line)."""
+    return tuple(key for key in keys if key not in _STANDARD_ATTRS and not key.startswith("_"))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id, then extras."""
 
@@ -89,9 +98,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
+        attributes = vars(record)
+        for key in _extras(tuple(attributes)):
+            entry[key] = attributes[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
