@@ -17,9 +17,9 @@ switched on for `--requests` requests (seeded random ids, tokens and transfers, 
 for both sides) and off again. The figure is the instructions of the client and the app
 together per request; PostgreSQL runs in its own, uncounted, process, and Agora's access
 log is off (logging at WARNING) unless `--access-log` turns it on as the wall-clock
-scenarios have it (JSON lines written to a file; the write itself is the kernel's). The ratio is the
-baseline's count over Agora's: lower than the CPU ratios of `RESULTS.md`, which include the
-HTTP server's share (the same on both sides).
+scenarios have it (JSON lines written to a file; the write itself is the kernel's). The
+ratio is the baseline's count over Agora's: lower than the CPU ratios of `RESULTS.md`, which
+include the HTTP server's share (the same on both sides).
 
 Needs valgrind and a C compiler (Debian: `apt-get install valgrind gcc`): a 3-line shim
 built at run time issues callgrind's start/stop requests.
@@ -135,8 +135,8 @@ async def _child(args: argparse.Namespace) -> None:
             from agora.config import load_settings
             from agora.logs import configure_logging
 
-            log = Path(args.tokens).with_name(f"access.{args.case}.log").open("w")
-            configure_logging(load_settings(), stream=log)
+            log_path = Path(args.tokens).with_name(f"access.{args.case}.log")
+            configure_logging(load_settings(), stream=log_path.open("w"))
     else:
         os.environ.update(BENCH_SECRET_KEY=SECRET, BENCH_POOL_SIZE=str(POOL))
         os.environ["BENCH_DSN" if CASES[args.case][1] == "pg" else "BENCH_SQLITE_PATH"] = args.url
@@ -159,6 +159,10 @@ async def _child(args: argparse.Namespace) -> None:
         # Every counted request succeeded too (an error response is cheaper than an answer).
         for request, status in zip(every[args.warmup :], statuses, strict=True):
             _check(args, request, status)
+    if args.side == "agora" and args.access_log:  # what was counted had its log lines
+        lines = log_path.read_text().count('"logger":"agora.access"')
+        if lines < len(every):
+            raise SystemExit(f"agora {args.case}: {lines} access-log lines for {len(every)}")
 
 
 def _check(args: argparse.Namespace, request: Any, status: int) -> None:

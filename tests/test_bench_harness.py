@@ -97,6 +97,12 @@ def test_instruction_counter_smoke(
     checked = _run_module("bench.instructions", ["--check", *tiny], repo_root, subprocess_env)
     assert checked.returncode == 0, checked.stderr
     assert "checked: s1, s2, s4, s7" in checked.stdout
+    # With the access log on, Agora's side must have written one line per request.
+    logged = _run_module(
+        "bench.instructions", ["s1", "--check", "--access-log", *tiny], repo_root, subprocess_env
+    )
+    assert logged.returncode == 0, logged.stderr
+    assert "checked: s1" in logged.stdout
 
     if shutil.which("valgrind") is None or shutil.which("cc") is None:
         if require_postgres():  # CI installs both; there a missing one is a failure
