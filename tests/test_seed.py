@@ -77,6 +77,41 @@ async def test_counts_match_the_flags(engine: AsyncEngine) -> None:
     assert await _one(engine, "SELECT COUNT(*) FROM post_tag") > 0
 
 
+class _Recorder:
+    """A progress reporter that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+        self.advanced: dict[str, int] = {}
+
+    def start(self, table: str, total: int) -> None:
+        self.totals[table] = total
+
+    def advance(self, table: str, rows: int) -> None:
+        self.advanced[table] = self.advanced.get(table, 0) + rows
+
+
+async def test_the_progress_totals_are_the_rows_written(
+    backend: str, databases: TestDatabases
+) -> None:
+    """The planning pass counts every table's rows before writing (the CLI's progress bars);
+    the loaders then write exactly that many, and the database holds them."""
+    url = await databases.fresh_url(backend)
+    await upgrade(url)
+    engine = make_engine(url)
+    recorder = _Recorder()
+    try:
+        written = await seed(
+            engine, PLAN, password_hash=demo_password_hash(PLAN.seed, **PARAMS), reporter=recorder
+        )
+        stored = {t: await _one(engine, f'SELECT COUNT(*) FROM "{t}"') for t in recorder.totals}
+    finally:
+        await engine.dispose()
+    assert recorder.totals["order_item"] > PLAN.orders  # orders have 1-4 items
+    assert recorder.totals == recorder.advanced == stored
+    assert {t: n for t, n in written.items() if n} == stored
+
+
 ORPHANS = {
     "profile": 'SELECT COUNT(*) FROM user_profile p LEFT JOIN "user" u ON u.id = p.user_id '
     "WHERE u.id IS NULL",

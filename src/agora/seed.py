@@ -345,51 +345,77 @@ def _products(ctx: Context) -> Iterator[Row]:
 
 @dataclass
 class _Order:
-    row: Row
-    items: list[Row]
-    payments: list[Row]
+    row: Row  # () unless asked for
+    items: list[Row]  # [] unless asked for
+    payments: list[Row]  # [] unless asked for
+    n_items: int
+    n_payments: int
 
 
-def _market_orders(ctx: Context, balances: array[int]) -> Iterator[_Order]:
+def _market_orders(
+    ctx: Context,
+    balances: array[int],
+    *,
+    rows: bool = False,
+    items: bool = False,
+    payments: bool = False,
+) -> Iterator[_Order]:
     """Orders with their items and payments. `balances` holds the grants on entry and is
     updated by every payment. The same stream is replayed by the planning pass and by the
-    order, order_item and credit_transfer loaders: same random stream, same decisions."""
+    order, order_item and credit_transfer loaders: same random stream, same decisions. Each
+    pass asks only for the rows it writes (`rows`: the order's, `items`, `payments`); the
+    others come out empty, and `_Order.counts` has the number of each either way."""
     rng, plan = ctx.rng("orders"), ctx.plan
     item_id = ctx.start["order_item"]
     transfer_id = ctx.start["credit_transfer"] + plan.users  # after the grants
+    sellers, prices, user_id = ctx.sellers, ctx.prices, ctx.user_id
     for i in range(plan.orders):
         order_id = ctx.start["order"] + i
         buyer, chosen = _basket(ctx, rng)
-        created = ctx.at(60 + 30 * i / plan.orders)
         per_seller: dict[int, int] = {}
-        items = []
         for p, qty in chosen.items():
-            seller, price = ctx.sellers[p], ctx.prices[p]
-            per_seller[seller] = per_seller.get(seller, 0) + price * qty
-            name = _product_name(ctx.names[p])
-            product_id = ctx.start["product"] + p
-            items.append((item_id, order_id, product_id, ctx.user_id(seller), name, price, qty))
-            item_id += 1
+            seller = sellers[p]
+            per_seller[seller] = per_seller.get(seller, 0) + prices[p] * qty
+        order_items: list[Row] = []
+        if items:
+            start = ctx.start["product"]
+            order_items = [
+                (item_id + k, order_id, start + p, user_id(sellers[p]),
+                 _product_name(ctx.names[p]), prices[p], qty)
+                for k, (p, qty) in enumerate(chosen.items())
+            ]  # fmt: skip
+        item_id += len(chosen)
         total, roll = sum(per_seller.values()), rng.random()
-        paid_at = cancelled_at = None
-        payments = []
-        if roll < 0.6 and balances[buyer] >= total:
-            status, paid_at = "paid", created + timedelta(minutes=5)
+        paid = roll < 0.6 and balances[buyer] >= total
+        order_payments: list[Row] = []
+        if paid:
             balances[buyer] -= total
-            for seller, amount in sorted(per_seller.items()):
+            for seller, amount in per_seller.items():
                 balances[seller] += amount
-                payments.append(
-                    (transfer_id, "order_payment", ctx.user_id(buyer), ctx.user_id(seller),
-                     amount, f"order {order_id}", order_id, paid_at)
-                )  # fmt: skip
+        if not (rows or (payments and paid)):  # nothing dated to write
+            transfer_id += len(per_seller) if paid else 0
+            yield _Order((), order_items, order_payments, len(chosen), len(per_seller) * paid)
+            continue
+        created = ctx.at(60 + 30 * i / plan.orders)
+        paid_at = cancelled_at = None
+        if paid:
+            status, paid_at = "paid", created + timedelta(minutes=5)
+            for seller, amount in sorted(per_seller.items()):
+                if payments:
+                    order_payments.append(
+                        (transfer_id, "order_payment", user_id(buyer), user_id(seller),
+                         amount, f"order {order_id}", order_id, paid_at)
+                    )  # fmt: skip
                 transfer_id += 1
         elif roll < 0.75:
             status, cancelled_at = "cancelled", created + timedelta(hours=1)
         else:
             status = "pending"
-        updated = paid_at or cancelled_at or created
-        row = (order_id, ctx.user_id(buyer), status, total, paid_at, cancelled_at, created, updated)
-        yield _Order(row, items, payments)
+        row: Row = ()
+        if rows:
+            updated = paid_at or cancelled_at or created
+            row = (order_id, user_id(buyer), status, total, paid_at, cancelled_at, created, updated)
+        yield _Order(row, order_items, order_payments, len(chosen), len(per_seller) * paid)
 
 
 def _basket(ctx: Context, rng: random.Random) -> tuple[int, dict[int, int]]:
@@ -409,12 +435,12 @@ def _basket(ctx: Context, rng: random.Random) -> tuple[int, dict[int, int]]:
 
 
 def _orders(ctx: Context) -> Iterator[Row]:
-    for order in _market_orders(ctx, _initial_balances(ctx)):
+    for order in _market_orders(ctx, _initial_balances(ctx), rows=True):
         yield order.row
 
 
 def _order_items(ctx: Context) -> Iterator[Row]:
-    for order in _market_orders(ctx, _initial_balances(ctx)):
+    for order in _market_orders(ctx, _initial_balances(ctx), items=True):
         yield from order.items
 
 
@@ -455,9 +481,9 @@ def _ledger(ctx: Context) -> Iterator[Row]:
                None, ctx.at(30 * i / n))  # fmt: skip
     balances = _initial_balances(ctx)
     next_id = first + n
-    for order in _market_orders(ctx, balances):
+    for order in _market_orders(ctx, balances, payments=True):
         yield from order.payments
-        next_id += len(order.payments)
+        next_id += order.n_payments
     yield from _member_transfers(ctx, balances, next_id)
 
 
@@ -523,8 +549,8 @@ def prepare(ctx: Context) -> None:
     balances = _initial_balances(ctx)
     items = transfers = 0
     for order in _market_orders(ctx, balances):
-        items += len(order.items)
-        transfers += len(order.payments)
+        items += order.n_items
+        transfers += order.n_payments
     transfers += ctx.plan.users + sum(1 for _ in _member_transfers(ctx, balances, 0))
     ctx.balances = balances
     p = ctx.plan
