@@ -365,7 +365,7 @@ def _market_orders(
     updated by every payment. The same stream is replayed by the planning pass and by the
     order, order_item and credit_transfer loaders: same random stream, same decisions. Each
     pass asks only for the rows it writes (`rows`: the order's, `items`, `payments`); the
-    others come out empty, and `_Order.counts` has the number of each either way."""
+    others come out empty, and `n_items` and `n_payments` count them either way."""
     rng, plan = ctx.rng("orders"), ctx.plan
     item_id = ctx.start["order_item"]
     transfer_id = ctx.start["credit_transfer"] + plan.users  # after the grants
@@ -388,14 +388,15 @@ def _market_orders(
         item_id += len(chosen)
         total, roll = sum(per_seller.values()), rng.random()
         paid = roll < 0.6 and balances[buyer] >= total
+        n_payments = len(per_seller) if paid else 0  # one per seller
         order_payments: list[Row] = []
         if paid:
             balances[buyer] -= total
             for seller, amount in per_seller.items():
                 balances[seller] += amount
         if not (rows or (payments and paid)):  # nothing dated to write
-            transfer_id += len(per_seller) if paid else 0
-            yield _Order((), order_items, order_payments, len(chosen), len(per_seller) * paid)
+            transfer_id += n_payments
+            yield _Order((), order_items, order_payments, len(chosen), n_payments)
             continue
         created = ctx.at(60 + 30 * i / plan.orders)
         paid_at = cancelled_at = None
@@ -416,7 +417,7 @@ def _market_orders(
         if rows:
             updated = paid_at or cancelled_at or created
             row = (order_id, user_id(buyer), status, total, paid_at, cancelled_at, created, updated)
-        yield _Order(row, order_items, order_payments, len(chosen), len(per_seller) * paid)
+        yield _Order(row, order_items, order_payments, len(chosen), n_payments)
 
 
 def _basket(ctx: Context, rng: random.Random) -> tuple[int, dict[int, int]]:
