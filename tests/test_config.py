@@ -47,6 +47,8 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     settings = load_settings()
     assert settings.pool_size == 3
     assert settings.echo_sql is True
+    monkeypatch.setenv("AGORA_OPENTELEMETRY", "OFF")
+    assert load_settings().opentelemetry == "off"
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,7 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
         ("AGORA_POOL_SIZE", "0", "AGORA_POOL_SIZE"),
         ("AGORA_DATABASE_URL", "mysql://x/y", "AGORA_DATABASE_URL"),
         ("AGORA_ENV", "staging", "AGORA_ENV"),
+        ("AGORA_OPENTELEMETRY", "maybe", "AGORA_OPENTELEMETRY"),
     ],
 )
 def test_invalid_values_name_the_variable(

@@ -10,6 +10,8 @@ import logging
 import random
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ from agora.app import create_app
 from agora.config import Settings
 from agora.db.api import ReadUoW
 from agora.logs import JsonFormatter, RequestIdFilter, configure_logging
+from agora.observability import fastapi_telemetry
 from tests.support.tcpproxy import OutageProxy
 from tests.support.workers import serving_workers
 
@@ -138,6 +141,93 @@ async def test_apps_in_one_process_have_their_own_metrics(tmp_path: Path) -> Non
 async def test_metrics_can_be_switched_off(tmp_path: Path) -> None:
     async with serving(create_app(sqlite_settings(tmp_path, metrics_enabled=False))) as http:
         assert (await http.get("/metrics")).status_code == 404
+
+
+# --- FastAPI's OpenTelemetry (AGORA_OPENTELEMETRY) ------------------------------------------
+
+# A fresh interpreter per case: an SDK's global provider can be set once per process.
+OTEL_SCRIPT = """
+import asyncio, json, sys
+import httpx
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+exporter = InMemorySpanExporter()
+if sys.argv[1] == "before":  # as `opentelemetry-instrument` does: before the app is built
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+from agora.app import create_app
+
+app = create_app()
+if sys.argv[1] == "after":  # an SDK set up once the app exists
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+
+async def main():
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        assert (await http.get("/health/live")).status_code == 200
+    print(json.dumps([span.name for span in exporter.get_finished_spans()]))
+
+asyncio.run(main())
+"""
+
+
+def _spans(tmp_path: Path, env: dict[str, str], mode: str, sdk: str) -> list[str]:
+    env = {**env, "AGORA_DATABASE_URL": f"sqlite:///{tmp_path / 'otel.db'}"}
+    env["AGORA_OPENTELEMETRY"] = mode
+    done = subprocess.run(
+        [sys.executable, "-c", OTEL_SCRIPT, sdk], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    names: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return names
+
+
+@pytest.mark.parametrize(
+    ("mode", "sdk", "traced"),
+    [
+        ("auto", "before", True),  # the usual way: the SDK configured before the app
+        ("auto", "after", False),  # decided when the app was built: not traced
+        ("on", "after", True),  # FastAPI's own check on every request finds it
+        ("off", "before", False),
+    ],
+)
+def test_fastapi_spans_follow_the_opentelemetry_setting(
+    tmp_path: Path, subprocess_env: dict[str, str], mode: str, sdk: str, traced: bool
+) -> None:
+    names = _spans(tmp_path, subprocess_env, mode, sdk)
+    assert any("/health/live" in name for name in names) is traced, names
+
+
+def test_opentelemetry_auto_is_on_only_with_a_provider_or_fastapi_auto_configure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry import _logs, metrics, trace
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    monkeypatch.delenv("FASTAPI_OTEL_AUTO_CONFIGURE", raising=False)
+    auto = sqlite_settings(tmp_path)
+    off = {"tracing": False, "metrics": False, "logs": False}
+    assert fastapi_telemetry(auto) == off  # no SDK in this process
+    assert fastapi_telemetry(sqlite_settings(tmp_path, opentelemetry="on")) is None
+    for module, getter, provider in [
+        (trace, "get_tracer_provider", TracerProvider()),
+        (metrics, "get_meter_provider", MeterProvider()),
+        (_logs, "get_logger_provider", LoggerProvider()),
+    ]:
+        with monkeypatch.context() as patched:
+            patched.setattr(module, getter, lambda provider=provider: provider)
+            assert fastapi_telemetry(auto) is None, getter  # FastAPI's defaults
+            assert fastapi_telemetry(sqlite_settings(tmp_path, opentelemetry="off")) == off
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")  # FastAPI sets one up at startup
+    assert fastapi_telemetry(auto) is None
 
 
 # --- request ids and logs --------------------------------------------------------------------

@@ -25,7 +25,7 @@ from agora.gctuning import tuned_gc
 from agora.market.router import routers as market_routers
 from agora.members.deps import Members
 from agora.members.router import routers as members_routers
-from agora.observability import install_observability
+from agora.observability import fastapi_telemetry, install_observability
 from agora.openapi import document_errors, errors
 from agora.routing import PrefixRouter
 from agora.web.admin import install_admin
@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         lifespan=lifespan,
         docs_url=None,  # served by agora.web.docs, with local assets instead of a CDN's
         redoc_url=None,
+        telemetry=fastapi_telemetry(settings),  # FastAPI's OpenTelemetry: AGORA_OPENTELEMETRY
     )
     app.state.settings = settings
     app.state.pagination = PaginationConfig(

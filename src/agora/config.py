@@ -30,6 +30,12 @@ class LogFormat(StrEnum):
     json = "json"
 
 
+class Telemetry(StrEnum):
+    auto = "auto"  # on when an OpenTelemetry SDK is configured as the app is built
+    on = "on"
+    off = "off"
+
+
 class LogLevel(StrEnum):
     DEBUG = "DEBUG"
     INFO = "INFO"
@@ -78,6 +84,8 @@ class Settings(BaseSettings):
     slow_statement_ms: int = Field(default=500, ge=0)
     log_statement_parameters: bool = False
     metrics_enabled: bool = True
+    # FastAPI's own OpenTelemetry spans and metrics (agora.observability.fastapi_telemetry).
+    opentelemetry: Telemetry = Telemetry.auto
     # Garbage collector of the server process (agora.gctuning): freeze the startup heap,
     # and the young-generation threshold (0 = Python's default of 700).
     gc_freeze: bool = True
@@ -89,7 +97,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("log_format", mode="before")
+    @field_validator("log_format", "opentelemetry", mode="before")
     @classmethod
     def _lower_format(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

@@ -11,6 +11,9 @@ route. Per request the middleware
   and observes its latency;
 * writes one access-log line (`agora.access`).
 
+`fastapi_telemetry(settings)` decides whether FastAPI's native OpenTelemetry runs at all
+(`AGORA_OPENTELEMETRY`, see its docstring).
+
 Metrics live in a registry of the application's own, so several applications can be built
 in one process. With `PROMETHEUS_MULTIPROC_DIR` set (several worker processes), every
 process writes its values to files in that directory and `/metrics` adds them up
@@ -25,7 +28,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import (
@@ -42,10 +45,13 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agora.config import Settings
+from agora.config import Settings, Telemetry
 from agora.db.monitoring import LATENCY_BUCKETS, instrument, instrument_replicas
 from agora.db.session import Database
 from agora.logs import new_request_id, request_id_var, valid_request_id
+
+if TYPE_CHECKING:  # FastAPI's native telemetry (0.16x); older releases ignore the argument
+    from fastapi.telemetry import TelemetryConfig
 
 access_logger = logging.getLogger("agora.access")
 
@@ -217,6 +223,52 @@ def _access_line(
                "status": status, "duration_ms": duration_ms},
     )  # fmt: skip
     access_logger.handle(record)
+
+
+# The OpenTelemetry API's stand-ins until an SDK sets a global provider (as FastAPI names them).
+_UNSET_PROVIDERS = frozenset(
+    {
+        ("opentelemetry.trace", "ProxyTracerProvider"),
+        ("opentelemetry.metrics._internal", "_ProxyMeterProvider"),
+        ("opentelemetry._logs._internal", "ProxyLoggerProvider"),
+    }
+)
+
+
+def fastapi_telemetry(settings: Settings) -> TelemetryConfig | None:
+    """`FastAPI(telemetry=...)` for `AGORA_OPENTELEMETRY` (None: FastAPI's defaults).
+
+    FastAPI (0.16x) asks on every request whether an OpenTelemetry SDK has set a global
+    tracer, meter or logger provider, and without one learns each time that none has: three
+    provider lookups and environment reads, 2.4% of the instructions of a one-query read
+    (bench/README.md, "Seventh round"). `auto` asks once, when the app is built: FastAPI's
+    telemetry stays on if an SDK is configured by then (`opentelemetry-instrument` sets the
+    providers before the program starts; so do `OTEL_PYTHON_*_PROVIDER`) or if FastAPI is to
+    configure one from the environment at startup (`FASTAPI_OTEL_AUTO_CONFIGURE=true`), and
+    is off otherwise. `on` keeps FastAPI's check on every request (for an SDK set up after the
+    app is built), `off` turns FastAPI's spans and metrics off.
+    """
+    mode = settings.opentelemetry
+    if mode is Telemetry.on or (mode is Telemetry.auto and _opentelemetry_configured()):
+        return None
+    return {"tracing": False, "metrics": False, "logs": False}
+
+
+def _opentelemetry_configured() -> bool:
+    if os.environ.get("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true":
+        return True
+    try:
+        from opentelemetry import _logs, metrics, trace
+    except ImportError:  # an older FastAPI, without the API: nothing to configure
+        return False
+    providers = (
+        trace.get_tracer_provider(),
+        metrics.get_meter_provider(),
+        _logs.get_logger_provider(),
+    )
+    # A provider of another class (an SDK's, a vendor's) counts as configured: when unsure,
+    # FastAPI's default.
+    return any((type(p).__module__, type(p).__name__) not in _UNSET_PROVIDERS for p in providers)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
