@@ -155,17 +155,19 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 exporter = InMemorySpanExporter()
-if sys.argv[1] == "before":  # as `opentelemetry-instrument` does: before the app is built
+
+def configure_sdk():
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+
+if sys.argv[1] == "before":  # as `opentelemetry-instrument` does: before the app is built
+    configure_sdk()
 from agora.app import create_app
 
 app = create_app()
 if sys.argv[1] == "after":  # an SDK set up once the app exists
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
+    configure_sdk()
 
 async def main():
     transport = httpx.ASGITransport(app=app)
@@ -178,8 +180,8 @@ asyncio.run(main())
 
 
 def _spans(tmp_path: Path, env: dict[str, str], mode: str, sdk: str) -> list[str]:
-    env = {**env, "AGORA_DATABASE_URL": f"sqlite:///{tmp_path / 'otel.db'}"}
-    env["AGORA_OPENTELEMETRY"] = mode
+    env = {**env, "AGORA_DATABASE_URL": f"sqlite:///{tmp_path / 'otel.db'}",
+           "AGORA_OPENTELEMETRY": mode}  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-c", OTEL_SCRIPT, sdk], env=env, capture_output=True, text=True
     )

@@ -240,7 +240,7 @@ def fastapi_telemetry(settings: Settings) -> TelemetryConfig | None:
 
     FastAPI (0.16x) asks on every request whether an OpenTelemetry SDK has set a global
     tracer, meter or logger provider, and without one learns each time that none has: three
-    provider lookups and environment reads, 2.4% of the instructions of a one-query read
+    provider lookups and environment reads, 2-3% of the instructions of a one-query read
     (bench/README.md, "Seventh round"). `auto` asks once, when the app is built: FastAPI's
     telemetry stays on if an SDK is configured by then (`opentelemetry-instrument` sets the
     providers before the program starts; so do `OTEL_PYTHON_*_PROVIDER`) or if FastAPI is to
