@@ -113,6 +113,9 @@ async def test_openapi_is_served(client: AsyncClient) -> None:
     assert spec["paths"]["/api/v1/credits/transfers"]["post"]["security"] == [
         {"OAuth2PasswordBearer": []}
     ]
+    # The error statuses a route's dependencies imply are documented, also where the token
+    # and the database are only reached through the caller's one dependency (`/users/me`).
+    assert set(spec["paths"]["/api/v1/users/me"]["get"]["responses"]) == {"200", "401", "503"}
 
 
 async def test_the_lifespan_tunes_the_collector_and_gives_it_back(tmp_path: Path) -> None:

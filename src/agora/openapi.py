@@ -49,7 +49,9 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _calls(dependant: Dependant) -> set[Any]:
-    found = {dependant.call}
+    # A dependency that calls others directly (agora.members.deps: the caller, loaded in the
+    # request's unit of work) names them in `uses`.
+    found = {dependant.call, *getattr(dependant.call, "uses", ())}
     for sub in dependant.dependencies:
         found |= _calls(sub)
     return found

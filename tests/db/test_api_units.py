@@ -8,17 +8,26 @@ connection (or an open transaction) at that moment fails the test.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agora.db.api import ReadUoW, WriteUoW, install_error_handlers, install_units_of_work
+from agora.db.api import (
+    ReadUoW,
+    WriteUoW,
+    install_error_handlers,
+    install_units_of_work,
+    read_unit,
+    write_unit,
+)
 from agora.db.errors import Conflict
 from agora.db.session import Database
+from agora.db.uow import UnitOfWork
 from tests.db.models import Author
 
 
@@ -40,6 +49,19 @@ class PoolAtResponseStart:
         except Exception:  # on its way to the server error handler, which answers 500
             self.seen.append(self.engine.pool.checkedout())  # type: ignore[attr-defined]
             raise
+
+
+async def ghostwriter(request: Request) -> UnitOfWork:
+    """A dependency that writes through the request's unit, not through `Depends`."""
+    uow = await write_unit(request)
+    uow.session.add(Author(name="ghost", email="ghost@example.com"))
+    await uow.flush()  # not committed: only the endpoint commits
+    return await read_unit(request)
+
+
+# A module-level alias: the endpoints below are built in a function, and their annotations
+# (strings here) are resolved in the module's namespace.
+Ghostwriter = Annotated[UnitOfWork, Depends(ghostwriter)]
 
 
 def make_app(database: Database, seen: list[int], *, units: bool = True) -> FastAPI:
@@ -65,6 +87,15 @@ def make_app(database: Database, seen: list[int], *, units: bool = True) -> Fast
             raise RuntimeError("a bug after the flush")
         await uow.commit()
         return 1
+
+    @app.post("/authors/ghost", status_code=201)
+    async def add_ghost(
+        dependency_reader: Ghostwriter,
+        uow: WriteUoW,
+        reader: ReadUoW,
+    ) -> dict[str, bool]:
+        await uow.commit()  # commits the dependency's flush only if it is the same unit
+        return {"same_read_unit": dependency_reader is reader}
 
     return app
 
@@ -109,3 +140,15 @@ async def test_the_dependencies_say_what_is_missing_without_the_middleware(
     async with AsyncClient(transport=transport, base_url="http://test") as client:
         with pytest.raises(RuntimeError, match=r"install_units_of_work\(app\)"):
             await client.get("/authors/count")
+
+
+async def test_a_dependency_and_its_endpoint_share_the_request_units(
+    http: AsyncClient, toolkit_engine: AsyncEngine, seen: list[int]
+) -> None:
+    idle = toolkit_engine.pool.checkedout()  # type: ignore[attr-defined]
+    response = await http.post("/authors/ghost")
+    assert response.status_code == 201, response.text
+    assert response.json() == {"same_read_unit": True}
+    # The endpoint's commit stored the dependency's flush: one write unit, not two.
+    assert (await http.get("/authors/count")).json() == 1
+    assert seen == [idle, idle]  # and every unit was closed before each response

@@ -39,12 +39,13 @@ _OPEN_UNITS = "agora.units_of_work"
 class UnitsOfWorkMiddleware:
     """Closes the units of work a request's dependencies opened, before its response starts.
 
-    `ReadUoW` and `WriteUoW` are plain dependencies that open a unit of work and register it
-    here. When the response starts (the endpoint and any error handler are done), every unit
-    is closed -- uncommitted work rolled back, connections returned to the pool -- and only
-    then is the status line sent, so no response leaves while its transaction is open. A
-    request that ends without a response (an exception to the server's 500 handler, a client
-    gone) is cleaned up on the way out.
+    `ReadUoW` and `WriteUoW` (or `read_unit(request)` and `write_unit(request)` called from
+    a dependency) open a unit of work on first use and register it here. When the response
+    starts (the endpoint and any error handler are done), every unit is closed -- uncommitted
+    work rolled back, connections returned to the pool -- and only then is the status line
+    sent, so no response leaves while its transaction is open. A request that ends without a
+    response (an exception to the server's 500 handler, a client gone) is cleaned up on the
+    way out.
 
     Why not a `yield` dependency: FastAPI wraps each one in an async context manager, an
     exit stack and a shielded cancel scope, which cost more per request than the unit of work
@@ -97,21 +98,38 @@ async def _open(request: Request, *, read_only: bool) -> UnitOfWork:
         )
     uow = await get_database(request).uow(read_only=read_only).__aenter__()
     units.append(uow)
+    request.scope[_READ_UNIT if read_only else _WRITE_UNIT] = uow
     return uow
 
 
-async def _write_uow(request: Request) -> UnitOfWork:
-    return await _open(request, read_only=False)
+_READ_UNIT = "agora.read_unit"
+_WRITE_UNIT = "agora.write_unit"
 
 
-async def _read_uow(request: Request) -> UnitOfWork:
-    return await _open(request, read_only=True)
+async def write_unit(request: Request) -> UnitOfWork:
+    """The request's unit of work for writes (what `WriteUoW` gives), opened on first use.
+
+    A request has at most one of each kind, whoever asks first. Call this from a dependency
+    that needs the unit together with other work (say, checking a token and loading its
+    user) instead of declaring a `WriteUoW` parameter: FastAPI's solving of a dependency,
+    even a cached one, costs more than a one-query read's unit of work (bench/README.md,
+    "Eighth round"). The endpoint's own `WriteUoW` is this same unit.
+    """
+    uow: UnitOfWork | None = request.scope.get(_WRITE_UNIT)
+    return uow if uow is not None else await _open(request, read_only=False)
+
+
+async def read_unit(request: Request) -> UnitOfWork:
+    """The request's read-only unit of work (what `ReadUoW` gives), opened on first use;
+    see `write_unit`."""
+    uow: UnitOfWork | None = request.scope.get(_READ_UNIT)
+    return uow if uow is not None else await _open(request, read_only=True)
 
 
 # Nothing commits here: services commit inside the endpoint, so a failed commit is an error
 # response, never a 2xx. The unit is closed before the response starts (see above).
-WriteUoW = Annotated[UnitOfWork, Depends(_write_uow)]
-ReadUoW = Annotated[UnitOfWork, Depends(_read_uow)]
+WriteUoW = Annotated[UnitOfWork, Depends(write_unit)]
+ReadUoW = Annotated[UnitOfWork, Depends(read_unit)]
 
 
 class ErrorResponse(JSONResponse):

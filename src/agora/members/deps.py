@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from agora.config import Settings
-from agora.db.api import ReadUoW, WriteUoW
+from agora.db.api import read_unit, write_unit
 from agora.db.errors import InvalidPagination
 from agora.db.pagination import (
     CursorParams,
@@ -28,6 +28,8 @@ from agora.members.security import Passwords, Tokens, TokenSubject
 from agora.models.user import User
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -84,17 +86,21 @@ class _BearerSubject(OAuth2PasswordBearer):
     token is our own 401 in the one error format, raised where a user is required.
     """
 
-    # The override returns the verified subject where the base class returns the raw token.
-    async def __call__(self, request: Request) -> TokenSubject | None:  # type: ignore[override]
-        token = await super().__call__(request)
+    def __init__(self) -> None:
+        super().__init__(tokenUrl=TOKEN_URL, scheme_name="OAuth2PasswordBearer", auto_error=False)
+
+    async def subject(self, request: Request) -> TokenSubject | None:
+        token = await OAuth2PasswordBearer.__call__(self, request)
         # The app's `Members` straight from the request rather than through `MembersDep`:
         # FastAPI spends more on solving a dependency than this lookup costs.
         return None if token is None else (await get_members(request)).tokens.subject(token)
 
+    # The override returns the verified subject where the base class returns the raw token.
+    async def __call__(self, request: Request) -> TokenSubject | None:  # type: ignore[override]
+        return await self.subject(request)
 
-_bearer_subject = _BearerSubject(
-    tokenUrl=TOKEN_URL, scheme_name="OAuth2PasswordBearer", auto_error=False
-)
+
+_bearer_subject = _BearerSubject()
 
 
 Bearer = Annotated[TokenSubject | None, Depends(_bearer_subject)]
@@ -102,9 +108,7 @@ Bearer = Annotated[TokenSubject | None, Depends(_bearer_subject)]
 that does not verify is a 401. Whether the account still accepts it is for the database."""
 
 
-async def _load(uow: UnitOfWork, subject: TokenSubject | None) -> User:
-    if subject is None:
-        raise NotAuthenticated()
+async def _load(uow: UnitOfWork, subject: TokenSubject) -> User:
     user = await uow.repo(UserRepository).get(subject.user_id)
     # Deleted, inactive and suspended users' tokens stop working at once, and so do the
     # tokens issued before a password change.
@@ -113,26 +117,14 @@ async def _load(uow: UnitOfWork, subject: TokenSubject | None) -> User:
     return user
 
 
-async def _current_user(uow: ReadUoW, subject: Bearer) -> User:
-    return await _load(uow, subject)
-
-
-async def _current_user_for_write(uow: WriteUoW, subject: Bearer) -> User:
-    return await _load(uow, subject)
-
-
-async def _current_user_id_for_write(uow: WriteUoW, subject: Bearer) -> int:
-    if subject is None:
-        raise NotAuthenticated()
+async def _load_id(uow: UnitOfWork, subject: TokenSubject) -> int:
     # The same rule as `_load`, without building the User (and loading its profile).
     if not await uow.repo(UserRepository).token_is_current(subject.user_id, subject.version):
         raise InvalidToken()
     return subject.user_id
 
 
-async def _current_user_view(uow: ReadUoW, subject: Bearer) -> Mapping[str, Any]:
-    if subject is None:
-        raise NotAuthenticated()
+async def _load_view(uow: UnitOfWork, subject: TokenSubject) -> Mapping[str, Any]:
     row = await uow.repo(UserRepository).get_view(subject.user_id)
     # The rule of `_load`: deleted (absent here), inactive and suspended users' tokens fail,
     # and so do tokens older than the last password change.
@@ -141,23 +133,56 @@ async def _current_user_view(uow: ReadUoW, subject: Bearer) -> Mapping[str, Any]
     return row
 
 
-async def _optional_user(uow: ReadUoW, subject: Bearer) -> User | None:
-    return None if subject is None else await _load(uow, subject)
+class _Caller(_BearerSubject, Generic[T]):
+    """The caller, loaded from the token's subject in the request's unit of work: one dependency.
+
+    The token is verified (`Bearer`), then `load` runs in the unit the endpoint's own `ReadUoW`
+    or `WriteUoW` gets (`read_unit` / `write_unit`: one of each per request), so a write sees
+    and changes the very object loaded here. Written as one dependency rather than one that
+    declares `ReadUoW` and `Bearer`: FastAPI solves each dependency in a tree, cached or not,
+    at ~6% of a one-query read's cost (bench/README.md, "Eighth round"). A missing token is a
+    401 before any unit of work is opened.
+
+    `uses` names the dependencies it calls directly, for what reads the dependency tree (the
+    OpenAPI's implied error statuses, agora.openapi).
+    """
+
+    def __init__(
+        self, load: Callable[[UnitOfWork, TokenSubject], Awaitable[T]], *, write: bool
+    ) -> None:
+        super().__init__()
+        self._load = load
+        self._unit = write_unit if write else read_unit
+        self.uses = (_bearer_subject, self._unit)
+
+    async def __call__(self, request: Request) -> T:  # type: ignore[override]
+        subject = await self.subject(request)
+        if subject is None:
+            raise NotAuthenticated()
+        return await self._load(await self._unit(request), subject)
 
 
-# The user is loaded in the same unit of work as the endpoint's (FastAPI caches a dependency
-# per request), so writes see and change that very object.
-CurrentUser = Annotated[User, Depends(_current_user)]
+class _OptionalCaller(_BearerSubject):
+    """`_Caller` for endpoints open to all: None without a token (a bad one is still a 401)."""
+
+    uses = (_bearer_subject, read_unit)
+
+    async def __call__(self, request: Request) -> User | None:  # type: ignore[override]
+        subject = await self.subject(request)
+        return None if subject is None else await _load(await read_unit(request), subject)
+
+
+CurrentUser = Annotated[User, Depends(_Caller(_load, write=False))]
 """The authenticated user, for endpoints that read (`ReadUoW`)."""
-CurrentUserForWrite = Annotated[User, Depends(_current_user_for_write)]
+CurrentUserForWrite = Annotated[User, Depends(_Caller(_load, write=True))]
 """The authenticated user, for endpoints that write (`WriteUoW`)."""
-CurrentUserIdForWrite = Annotated[int, Depends(_current_user_id_for_write)]
+CurrentUserIdForWrite = Annotated[int, Depends(_Caller(_load_id, write=True))]
 """The authenticated, active user's id, for writes that need nothing else of the caller
 (one single-column SELECT instead of loading the user and its profile)."""
-CurrentUserView = Annotated[Mapping[str, Any], Depends(_current_user_view)]
+CurrentUserView = Annotated[Mapping[str, Any], Depends(_Caller(_load_view, write=False))]
 """The authenticated user's row and profile in one query (`UserRepository.get_view`), for
 endpoints that only render the caller (`GET /users/me`)."""
-OptionalUser = Annotated[User | None, Depends(_optional_user)]
+OptionalUser = Annotated[User | None, Depends(_OptionalCaller())]
 """The authenticated user or None when no token is sent; a bad token is still a 401."""
 
 
