@@ -34,6 +34,8 @@ def get_database(request: Request) -> Database:
 
 
 _OPEN_UNITS = "agora.units_of_work"
+_READ_UNIT = "agora.read_unit"  # the request's units, one of each kind at most
+_WRITE_UNIT = "agora.write_unit"
 
 
 class UnitsOfWorkMiddleware:
@@ -90,7 +92,11 @@ async def _close(units: list[UnitOfWork]) -> None:
             logger.warning("closing a unit of work failed", exc_info=True)
 
 
-async def _open(request: Request, *, read_only: bool) -> UnitOfWork:
+async def _unit(request: Request, *, read_only: bool) -> UnitOfWork:
+    key = _READ_UNIT if read_only else _WRITE_UNIT
+    opened: UnitOfWork | None = request.scope.get(key)
+    if opened is not None:
+        return opened
     units: list[UnitOfWork] | None = request.scope.get(_OPEN_UNITS)
     if units is None:
         raise RuntimeError(
@@ -98,32 +104,26 @@ async def _open(request: Request, *, read_only: bool) -> UnitOfWork:
         )
     uow = await get_database(request).uow(read_only=read_only).__aenter__()
     units.append(uow)
-    request.scope[_READ_UNIT if read_only else _WRITE_UNIT] = uow
+    request.scope[key] = uow
     return uow
-
-
-_READ_UNIT = "agora.read_unit"
-_WRITE_UNIT = "agora.write_unit"
 
 
 async def write_unit(request: Request) -> UnitOfWork:
     """The request's unit of work for writes (what `WriteUoW` gives), opened on first use.
 
-    A request has at most one of each kind, whoever asks first. Call this from a dependency
-    that needs the unit together with other work (say, checking a token and loading its
-    user) instead of declaring a `WriteUoW` parameter: FastAPI's solving of a dependency,
-    even a cached one, costs more than a one-query read's unit of work (bench/README.md,
-    "Eighth round"). The endpoint's own `WriteUoW` is this same unit.
+    A request has at most one of each kind, opened by whichever asks first. Call this from a
+    dependency that needs the unit together with other work (say, checking a token and
+    loading its user) instead of declaring a `WriteUoW` parameter: FastAPI solves every
+    dependency of a route on every request, a cached one too, at ~6% of a one-query read's
+    cost each (bench/README.md, "Eighth round"). The endpoint's own `WriteUoW` is this unit.
     """
-    uow: UnitOfWork | None = request.scope.get(_WRITE_UNIT)
-    return uow if uow is not None else await _open(request, read_only=False)
+    return await _unit(request, read_only=False)
 
 
 async def read_unit(request: Request) -> UnitOfWork:
     """The request's read-only unit of work (what `ReadUoW` gives), opened on first use;
     see `write_unit`."""
-    uow: UnitOfWork | None = request.scope.get(_READ_UNIT)
-    return uow if uow is not None else await _open(request, read_only=True)
+    return await _unit(request, read_only=True)
 
 
 # Nothing commits here: services commit inside the endpoint, so a failed commit is an error
