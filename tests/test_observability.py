@@ -398,6 +398,8 @@ async def test_an_unreachable_database_is_503_not_500(url: str, tmp_path: Path) 
     settings = Settings(database_url=url.format(tmp=tmp_path), env="test")
     async with serving(ops_app(settings)) as http:
         assert_unavailable(await http.get("/things/1"))
+        # The hottest read takes its unit with `read_unit(request)`, not `ReadUoW`: the same.
+        assert_unavailable(await http.get("/api/v1/users/1"))
 
 
 async def test_a_database_that_never_answers_is_503_not_a_hang() -> None:
@@ -492,6 +494,8 @@ def test_metrics_add_up_across_worker_processes(
 
     assert sample(body, "http_requests_total", route="/health/live", status="200") == sent
     assert sample(body, "db_pool_size", pool="primary") == 6  # 3 per worker, summed
+    # Written on every change in this mode: the scrape itself, in one worker, summed.
+    assert sample(body, "http_requests_in_progress") == 1
     entries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     access = [e for e in entries if e["logger"] == "agora.access"]
     assert [e["status"] for e in access if e["request_id"] == "mp-req-1"] == [404]

@@ -46,7 +46,12 @@ from prometheus_client.process_collector import ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agora.config import Settings, Telemetry
-from agora.db.monitoring import LATENCY_BUCKETS, instrument, instrument_replicas
+from agora.db.monitoring import (
+    LATENCY_BUCKETS,
+    instrument,
+    instrument_replicas,
+    multiprocess_values,
+)
 from agora.db.session import Database
 from agora.logs import new_request_id, request_id_var, valid_request_id
 
@@ -88,6 +93,13 @@ class HttpMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        # Requests being handled, counted by the middleware (on the event loop's thread) and
+        # read when scraped; written to the gauge on every change only in multiprocess mode,
+        # where a scrape reads files (the pool gauges do the same: agora.db.monitoring).
+        self.in_flight = 0
+        self.write_in_progress = multiprocess_values()
+        if not self.write_in_progress:
+            self.in_progress.set_function(lambda: self.in_flight)
 
 
 class Observability:
@@ -177,7 +189,10 @@ class ObservabilityMiddleware:
             await send(message)
 
         started = time.perf_counter()
-        self.http.in_progress.inc()
+        http = self.http
+        http.in_flight += 1
+        if http.write_in_progress:
+            http.in_progress.inc()
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
@@ -186,7 +201,9 @@ class ObservabilityMiddleware:
             self._finish(scope, status or 500, started)
             raise
         finally:
-            self.http.in_progress.dec()
+            http.in_flight -= 1
+            if http.write_in_progress:
+                http.in_progress.dec()
         self._finish(scope, status or 500, started)
         request_id_var.reset(token)
 

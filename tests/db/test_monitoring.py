@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import SingletonThreadPool
 
+from agora.db import monitoring
 from agora.db.engine import autocommit_engine, make_engine
 from agora.db.monitoring import Instrumentation, instrument
 
@@ -62,9 +64,22 @@ async def eventually(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition never became true")
 
 
-async def test_pool_gauges_follow_checkouts_and_overflow(make_test_engine: MakeEngine) -> None:
+@pytest.fixture(params=["scraped", "written"])
+def gauge_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the pool gauges get their values: read from the instrumentation's counts when
+    scraped (one process), or written on every change (prometheus-client's multiprocess
+    mode, where a scrape reads other processes' files)."""
+    if request.param == "written":
+        monkeypatch.setattr(monitoring, "multiprocess_values", lambda: True)
+    return str(request.param)
+
+
+async def test_pool_gauges_follow_checkouts_and_overflow(
+    make_test_engine: MakeEngine, gauge_mode: str
+) -> None:
     engine = await make_test_engine(pool_size=2, max_overflow=1)
-    _, m = watch(engine)
+    instrumentation, m = watch(engine)
+    assert instrumentation._write_gauges is (gauge_mode == "written")
     assert m("db_pool_size") == 2
     assert m("db_pool_checked_out") == 0
 
@@ -81,7 +96,26 @@ async def test_pool_gauges_follow_checkouts_and_overflow(make_test_engine: MakeE
     assert m("db_pool_connections") == 2
 
 
-async def test_waiting_callers_and_their_wait_are_measured(make_test_engine: MakeEngine) -> None:
+def test_a_pool_that_reuses_its_checkout_counts_it_once() -> None:
+    """`SingletonThreadPool` hands a thread the connection it already holds: one checkout,
+    whatever the number of `connect()` calls (the `checkout` event tells; a queue pool's
+    checkouts are counted where they are acquired)."""
+    engine = create_engine("sqlite://", poolclass=SingletonThreadPool)
+    _, m = watch(engine)  # type: ignore[arg-type]
+    with engine.connect() as outer:
+        with engine.connect() as inner:
+            inner.execute(text("SELECT 1"))
+            assert m("db_pool_checked_out") == 1
+        outer.execute(text("SELECT 1"))
+        assert m("db_pool_checked_out") == 1
+    assert m("db_pool_checked_out") == 0
+    assert m("db_pool_checkout_wait_seconds_count") == 2  # both acquisitions timed
+    engine.dispose()
+
+
+async def test_waiting_callers_and_their_wait_are_measured(
+    make_test_engine: MakeEngine, gauge_mode: str
+) -> None:
     engine = await make_test_engine(pool_size=1, max_overflow=0, pool_timeout=30)
     _, m = watch(engine)
     holder = await engine.connect()

@@ -16,11 +16,14 @@ What is measured, per engine (label `pool`: "primary", "replica-1", ...):
 * with read replicas (`instrument_replicas`): read-only units of work per target and a
   health gauge per replica.
 
-Gauges are kept from pool events (`connect`, `close`, `checkout`, `checkin`, `detach`,
+The pool gauges are counted from pool events (`connect`, `close`, `checkin`, `detach`,
 `close_detached`, https://docs.sqlalchemy.org/en/20/core/events.html#connection-pool-events)
-rather than read from the pool when scraped, so that they also work in prometheus-client's
-multiprocess mode, where a scrape cannot see another process's pool. They use
-`multiprocess_mode="livesum"`: the figure for the whole service is the sum over live workers.
+and from the acquisitions themselves (checkouts and waits: see `_wrap_pool`), in plain numbers
+that a scrape reads (`Gauge.set_function`). Writing a gauge on every event would cost a lock
+and a few hundred instructions each, four times per acquisition and return: ~2.5% of a
+one-query request (bench/README.md, "Ninth round"). In prometheus-client's multiprocess
+mode a scrape cannot read another process's numbers, so there every change is written
+(`multiprocess_mode="livesum"`: the figure for the whole service is the sum over live workers).
 
 This module knows nothing of any application; it works with any `Engine` or `AsyncEngine`.
 """
@@ -36,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
@@ -123,6 +126,13 @@ def metrics_for(registry: CollectorRegistry | None = None) -> DatabaseMetrics:
         return metrics
 
 
+def multiprocess_values() -> bool:
+    """Whether prometheus-client keeps its values in per-process files (multiprocess mode,
+    chosen from `PROMETHEUS_MULTIPROC_DIR` when it was imported): a scrape then reads the
+    files, not this process's objects."""
+    return values.ValueClass is not values.MutexValue
+
+
 @dataclass
 class Instrumentation:
     """Listeners attached to one engine by `instrument`; `remove()` detaches them."""
@@ -139,17 +149,28 @@ class Instrumentation:
     _waiting: int = 0
     _active: bool = True
     _unobserve: Callable[[], None] | None = None
+    # Whether each change is written to the gauges (multiprocess mode) rather than read at
+    # scrape time (see the module's docstring).
+    _write_gauges: bool = field(init=False)
 
     def __post_init__(self) -> None:
         # The labelled series, looked up once: `labels()` costs a lock and a dict lookup,
-        # and a one-query request changes about ten of these (pool checkout and checkin,
+        # and a one-query request changes several of these (pool checkout and checkin,
         # the statement).
         m, name = self.metrics, self.name
+        self._write_gauges = multiprocess_values()
         self._size = m.size.labels(name)
         self._connections_gauge = m.connections.labels(name)
         self._checked_out_gauge = m.checked_out.labels(name)
         self._overflow = m.overflow.labels(name)
         self._waiting_gauge = m.waiting.labels(name)
+        if not self._write_gauges:
+            self._connections_gauge.set_function(lambda: self._connections)
+            self._checked_out_gauge.set_function(lambda: self._checked_out)
+            self._overflow.set_function(
+                lambda: max(0, self._connections - _pool_size(self.engine.pool))
+            )
+            self._waiting_gauge.set_function(lambda: self._waiting)
         self._wait_seconds = m.wait_seconds.labels(name)
         self._timeouts = m.timeouts.labels(name)
         self._statements = m.statements.labels(name)
@@ -163,6 +184,8 @@ class Instrumentation:
         with self._lock:
             self._connections += connections
             self._checked_out += checked_out
+            if not self._write_gauges:
+                return
             self._checked_out_gauge.set(self._checked_out)
             if connections or not checked_out:  # checkouts and checkins leave these alone
                 size = _pool_size(self.engine.pool)
@@ -172,7 +195,8 @@ class Instrumentation:
     def _waiting_changed(self, delta: int) -> None:
         with self._lock:
             self._waiting += delta
-            self._waiting_gauge.set(self._waiting)
+            if self._write_gauges:
+                self._waiting_gauge.set(self._waiting)
 
     def _wrap_pool(self, pool: Pool) -> None:
         """Time every acquisition and count the callers inside it.
@@ -184,8 +208,15 @@ class Instrumentation:
         wrapped on the pool instance. `Engine.dispose()` replaces the pool by
         `pool.recreate()`; events move to the new pool by themselves, and the wrapper of
         `recreate` below wraps the new pool too.
+
+        A queue pool hands out a new checkout on every `connect()`, so the wrapper counts
+        checkouts there too, instead of a `checkout` listener: with one, SQLAlchemy takes its
+        slower checkout path on every acquisition (~1% of a one-query request). Other pools
+        (`StaticPool`, `SingletonThreadPool`) may hand out the connection already checked
+        out, which only the event tells apart: they keep the listener (`_attach`).
         """
         connect, recreate = pool.connect, pool.recreate
+        counts_checkouts = isinstance(pool, QueuePool)
 
         def timed_connect() -> Any:
             if not self._active:
@@ -193,13 +224,16 @@ class Instrumentation:
             self._waiting_changed(+1)
             started = time.perf_counter()
             try:
-                return connect()
+                connection = connect()
             except sa_exc.TimeoutError:
                 self._timeouts.inc()
                 raise
             finally:
                 self._wait_seconds.observe(time.perf_counter() - started)
                 self._waiting_changed(-1)
+            if counts_checkouts:
+                self._pool_changed(checked_out=+1)
+            return connection
 
         def wrapping_recreate() -> Pool:
             new_pool = recreate()
@@ -280,7 +314,8 @@ class Instrumentation:
         self._listen(pool, "connect", lambda *_: self._pool_changed(connections=+1))
         self._listen(pool, "close", lambda *_: self._pool_changed(connections=-1))
         self._listen(pool, "close_detached", lambda *_: self._pool_changed(connections=-1))
-        self._listen(pool, "checkout", lambda *_: self._pool_changed(checked_out=+1))
+        if not isinstance(pool, QueuePool):  # a queue pool's are counted in `_wrap_pool`
+            self._listen(pool, "checkout", lambda *_: self._pool_changed(checked_out=+1))
         self._listen(pool, "checkin", lambda *_: self._pool_changed(checked_out=-1))
         self._listen(pool, "detach", lambda *_: self._pool_changed(checked_out=-1))
         self._wrap_pool(pool)
