@@ -116,6 +116,9 @@ async def test_openapi_is_served(client: AsyncClient) -> None:
     # The error statuses a route's dependencies imply are documented, also where the token
     # and the database are only reached through the caller's one dependency (`/users/me`).
     assert set(spec["paths"]["/api/v1/users/me"]["get"]["responses"]) == {"200", "401", "503"}
+    # `GET /users/{id}` takes its unit from `read_unit(request)` and declares its 503 itself.
+    read_user = spec["paths"]["/api/v1/users/{user_id}"]["get"]
+    assert set(read_user["responses"]) == {"200", "401", "404", "422", "503"}
 
 
 async def test_the_lifespan_tunes_the_collector_and_gives_it_back(tmp_path: Path) -> None:

@@ -150,14 +150,17 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.members = Members.from_settings(settings)  # password hasher, tokens, limiter
     install_error_handlers(app)
     install_units_of_work(app)  # innermost: units close just before the response starts
-    app.add_middleware(
-        ReadYourWritesMiddleware,
-        signer=PositionSigner(
-            settings.secret_key.get_secret_value(), max_age=settings.read_your_writes_seconds
-        ),
-        position_source=_primary_position,
-        secure_cookie=settings.env is Environment.production,
-    )
+    # Read-your-writes only matters with replicas; without them it would be one more layer
+    # for every request to pass through (~1% of a one-query read; bench/README.md).
+    if settings.database_replica_urls if database is None else database.replicas is not None:
+        app.add_middleware(
+            ReadYourWritesMiddleware,
+            signer=PositionSigner(
+                settings.secret_key.get_secret_value(), max_age=settings.read_your_writes_seconds
+            ),
+            position_source=_primary_position,
+            secure_cookie=settings.env is Environment.production,
+        )
     install_body_limit(app, max_bytes=settings.max_body_bytes)
     observability = install_observability(app, settings)  # after the error handlers
     app.include_router(health)
