@@ -116,8 +116,10 @@ async def test_openapi_is_served(client: AsyncClient) -> None:
     # The error statuses a route's dependencies imply are documented, also where the token
     # and the database are only reached through the caller's one dependency (`/users/me`).
     assert set(spec["paths"]["/api/v1/users/me"]["get"]["responses"]) == {"200", "401", "503"}
-    # `GET /users/{id}` takes its unit from `read_unit(request)` and declares its 503 itself.
+    # `GET /users/{id}` reads its token and takes its unit without dependencies, and documents
+    # what they would: the optional token's scheme, 401 and 503.
     read_user = spec["paths"]["/api/v1/users/{user_id}"]["get"]
+    assert read_user["security"] == [{"OAuth2PasswordBearer": []}]
     assert set(read_user["responses"]) == {"200", "401", "404", "422", "503"}
 
 

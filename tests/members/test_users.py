@@ -41,6 +41,18 @@ async def test_self_and_superusers_see_the_private_view(
         assert body["status"] == "active"
 
 
+async def test_a_token_that_does_not_verify_is_401_even_where_a_token_is_optional(
+    client: AsyncClient, uow: UnitOfWork, settings: Settings
+) -> None:
+    user = await make_user(uow)
+    token = auth(settings, user)["Authorization"]
+    for header in ("Bearer not-a-token", token[:-2] + ("AA" if token[-2:] != "AA" else "BB")):
+        response = await client.get(f"{USERS}/{user.id}", headers={"Authorization": header})
+        assert response.status_code == 401, header
+        assert response.json()["error"] == "InvalidToken"
+        assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
 async def test_me_is_the_private_view(
     client: AsyncClient, uow: UnitOfWork, settings: Settings
 ) -> None:
