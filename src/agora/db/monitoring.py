@@ -20,7 +20,7 @@ The pool gauges are counted from pool events (`connect`, `close`, `checkin`, `de
 `close_detached`, https://docs.sqlalchemy.org/en/20/core/events.html#connection-pool-events)
 and from the acquisitions themselves (checkouts and waits: see `_wrap_pool`), in plain numbers
 that a scrape reads (`Gauge.set_function`). Writing a gauge on every event would cost a lock
-and a few hundred instructions each, four times per acquisition and return: ~2.5% of a
+and a few hundred instructions each, four times per acquisition and return: ~2% of a
 one-query request (bench/README.md, "Ninth round"). In prometheus-client's multiprocess
 mode a scrape cannot read another process's numbers, so there every change is written
 (`multiprocess_mode="livesum"`: the figure for the whole service is the sum over live workers).
