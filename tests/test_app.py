@@ -109,18 +109,22 @@ async def test_openapi_is_served(client: AsyncClient) -> None:
     # Authenticated routes offer the OAuth2 password flow (Swagger UI's "Authorize").
     scheme = spec["components"]["securitySchemes"]["OAuth2PasswordBearer"]
     assert scheme["flows"]["password"]["tokenUrl"] == "/api/v1/auth/token"
-    assert spec["paths"]["/api/v1/users/me"]["get"]["security"] == [{"OAuth2PasswordBearer": []}]
     assert spec["paths"]["/api/v1/credits/transfers"]["post"]["security"] == [
         {"OAuth2PasswordBearer": []}
     ]
     # The error statuses a route's dependencies imply are documented, also where the token
-    # and the database are only reached through the caller's one dependency (`/users/me`).
-    assert set(spec["paths"]["/api/v1/users/me"]["get"]["responses"]) == {"200", "401", "503"}
-    # `GET /users/{id}` reads its token and takes its unit without dependencies, and documents
-    # what they would: the optional token's scheme, 401 and 503.
-    read_user = spec["paths"]["/api/v1/users/{user_id}"]["get"]
-    assert read_user["security"] == [{"OAuth2PasswordBearer": []}]
-    assert set(read_user["responses"]) == {"200", "401", "404", "422", "503"}
+    # is only reached through the caller's one dependency (its 401).
+    ledger = spec["paths"]["/api/v1/credits/transfers"]["get"]["responses"]
+    assert set(ledger) == {"200", "400", "401", "422", "503"}
+    # The two hottest reads call what their dependencies would have and document what those
+    # would imply: the token's scheme (optional on `/users/{id}`), 401 and 503.
+    for path, statuses in (
+        ("/api/v1/users/me", {"200", "401", "503"}),
+        ("/api/v1/users/{user_id}", {"200", "401", "404", "422", "503"}),
+    ):
+        operation = spec["paths"][path]["get"]
+        assert operation["security"] == [{"OAuth2PasswordBearer": []}], path
+        assert set(operation["responses"]) == statuses, path
 
 
 async def test_the_lifespan_tunes_the_collector_and_gives_it_back(tmp_path: Path) -> None:

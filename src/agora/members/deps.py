@@ -193,11 +193,18 @@ CurrentUserForWrite = Annotated[User, Depends(_Caller(_load, write=True))]
 CurrentUserIdForWrite = Annotated[int, Depends(_Caller(_load_id, write=True))]
 """The authenticated, active user's id, for writes that need nothing else of the caller
 (one single-column SELECT instead of loading the user and its profile)."""
-CurrentUserView = Annotated[Mapping[str, Any], Depends(_Caller(_load_view, write=False))]
-"""The authenticated user's row and profile in one query (`UserRepository.get_view`), for
-endpoints that only render the caller (`GET /users/me`)."""
 OptionalUser = Annotated[User | None, Depends(_OptionalCaller())]
 """The authenticated user or None when no token is sent; a bad token is still a 401."""
+
+_current_user_view = _Caller(_load_view, write=False)
+
+
+async def current_user_view(request: Request) -> Mapping[str, Any]:
+    """The authenticated user's row and profile in one query (`UserRepository.get_view`), for
+    an endpoint that only renders the caller and calls this itself (`GET /users/me`; see
+    `bearer_subject`): a 401 without a valid token, the unit of work `read_unit`'s. Such a
+    route documents the security scheme (`openapi_extra=BEARER_SECURITY`), 401 and 503."""
+    return await _current_user_view(request)
 
 
 def client_address(request: Request) -> str:

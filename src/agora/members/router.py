@@ -15,12 +15,12 @@ from agora.members import service
 from agora.members.deps import (
     BEARER_SECURITY,
     CurrentUserForWrite,
-    CurrentUserView,
     ListPaging,
     MembersDep,
     OptionalUser,
     bearer_subject,
     client_address,
+    current_user_view,
 )
 from agora.members.repository import UserOrder
 from agora.members.schemas import (
@@ -128,17 +128,23 @@ async def list_users(
 # The two single-user reads below are the hottest paths of the service: one query each (the
 # user and profile joined), validated and serialized once into the response body; see
 # bench/README.md ("Profiling and fixes"). `response_model` still documents the body.
-@users.get("/me", response_model=UserPrivate)
-async def read_me(row: CurrentUserView) -> Response:
+# The service's two hottest reads declare no dependency: the caller, the token's subject and
+# the unit come from `current_user_view(request)`, `bearer_subject(request)` and
+# `read_unit(request)`, what `CurrentUser`-like dependencies, `Bearer` and `ReadUoW` would
+# give, without FastAPI solving a dependency on every request for each (~6% of such a read
+# each; bench/README.md, "Ninth round"). What they would imply in the OpenAPI is declared
+# here: the security scheme, 401 and 503.
+@users.get(
+    "/me",
+    response_model=UserPrivate,
+    responses=errors(401, 503),
+    openapi_extra=BEARER_SECURITY,
+)
+async def read_me(request: Request) -> Response:
     """The authenticated user, private view."""
-    return _json(user_view_json(row, private=True))
+    return _json(user_view_json(await current_user_view(request), private=True))
 
 
-# The service's hottest read declares no dependency: the token's subject and the unit come
-# from `bearer_subject(request)` and `read_unit(request)`, what `Bearer` and `ReadUoW` would
-# give, without FastAPI solving two dependencies on every request (~11% of this read;
-# bench/README.md, "Ninth round"). What those would imply is declared here: the security
-# scheme, 401 and 503.
 @users.get(
     "/{user_id}",
     response_model=UserView,
