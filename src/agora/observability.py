@@ -67,13 +67,8 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 _QUIET_ROUTES = frozenset({"/metrics", "/health/live", "/health/ready"})
 
 
-def multiprocess_mode() -> bool:
-    """prometheus-client chooses its value store from this variable when it is imported."""
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-
-
 class HttpMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, multiprocess: bool) -> None:
         self.requests = Counter(
             "http_requests",
             "HTTP requests answered, by method, route template and status.",
@@ -97,8 +92,8 @@ class HttpMetrics:
         # read when scraped; written to the gauge on every change only in multiprocess mode,
         # where a scrape reads files (the pool gauges do the same: agora.db.monitoring).
         self.in_flight = 0
-        self.write_in_progress = multiprocess_values()
-        if not self.write_in_progress:
+        self.write_in_progress = multiprocess
+        if not multiprocess:
             self.in_progress.set_function(lambda: self.in_flight)
 
 
@@ -107,13 +102,15 @@ class Observability:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.multiprocess = multiprocess_mode()
+        # prometheus-client's own choice (from PROMETHEUS_MULTIPROC_DIR, when it was imported),
+        # the one the pool gauges follow too.
+        self.multiprocess = multiprocess_values()
         self.registry = CollectorRegistry(auto_describe=True)
         if not self.multiprocess:  # these read this process only: useless summed over workers
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
             GCCollector(registry=self.registry)
-        self.http = HttpMetrics(self.registry)
+        self.http = HttpMetrics(self.registry, multiprocess=self.multiprocess)
 
     @contextmanager
     def watching(self, db: Database, *, name: str = "primary") -> Iterator[None]:
