@@ -60,7 +60,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.util.concurrency import greenlet_spawn
+from sqlalchemy.util.concurrency import await_only, greenlet_spawn
 
 # Key of `Session.info`: how this session's `Prepared` statements may run directly.
 DIRECT = "agora.direct"
@@ -97,12 +97,21 @@ def observe_direct(engine: Engine, observer: DirectObserver) -> Callable[[], Non
     return lambda: observers.remove(observer)
 
 
-@dataclass(frozen=True)
-class _Compiled:
+@dataclass
+class _OnDialect:
+    """What a `Prepared` statement needs on one dialect, worked out once."""
+
+    dialect: Dialect
     sql: str
     bind_order: tuple[str, ...] | None  # positional dialects: the names in order
     bind_processors: Mapping[str, Callable[[Any], Any]]
     compiled: Any  # SQLCompiler: `construct_params` fills in the statement's own values
+    observers: list[DirectObserver]  # the dialect's, live (see `observe_direct`)
+    # Learned from the first run's cursor description (the result processors of some types
+    # depend on the column's database type): until then, a run goes through the DBAPI cursor.
+    results: list[Callable[[Any], Any] | None] | None = None
+    # asyncpg: once `results` is known, an autocommit read runs on the driver itself.
+    on_driver: bool = False
 
 
 class Prepared:
@@ -123,10 +132,10 @@ class Prepared:
         columns = statement.exported_columns
         self.keys = tuple(str(key) for key, _ in columns.items())
         self._types = [column.type for _, column in columns.items()]
-        self._compiled: weakref.WeakKeyDictionary[Dialect, _Compiled] = weakref.WeakKeyDictionary()
-        self._results: weakref.WeakKeyDictionary[Dialect, list[Callable[[Any], Any] | None]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._dialects: weakref.WeakKeyDictionary[Dialect, _OnDialect] = weakref.WeakKeyDictionary()
+        # The last dialect used, looked up without building a weak reference: a statement
+        # almost always runs on one engine's dialect.
+        self._last: _OnDialect | None = None
 
     # --- the three ways to take the rows -----------------------------------------------------
 
@@ -152,30 +161,49 @@ class Prepared:
     async def _fetch(self, session: AsyncSession, params: dict[str, Any]) -> list[dict[str, Any]]:
         mode = session.info.get(DIRECT)
         bind = session.bind
-        if mode and bind is not None and _only_observed(bind.sync_engine):
+        if mode and bind is not None:
             # (An `AsyncSession`'s bind is an engine here: `Database` binds its factories so.)
-            if mode == AUTOCOMMIT and not session.in_transaction():
-                return await greenlet_spawn(self._run_pooled, bind.sync_engine, params)
-            return await greenlet_spawn(self._run_in_session, session.sync_session, params)
+            engine = bind.sync_engine
+            on = self._on(engine.dialect)
+            if _only_observed(engine, on.observers):
+                if mode == AUTOCOMMIT and not session.in_transaction():
+                    return await greenlet_spawn(self._run_pooled, engine, on, params)
+                return await greenlet_spawn(self._run_in_session, session.sync_session, on, params)
         result = await session.execute(self.statement, params)
         return [dict(row) for row in result.mappings()]
 
-    def _run_pooled(self, engine: Engine, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _run_pooled(
+        self, engine: Engine, on: _OnDialect, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """Check out, execute, return the connection (inside `greenlet_spawn`): a statement
         on its own, as a read-only unit's session would run it (autocommit)."""
         dialect = engine.dialect
-        prepared, parameters = self._bound(engine, params)
+        parameters = self._bound(engine, on, params)
         try:
             pooled = engine.raw_connection()
         except dialect.loaded_dbapi.Error as error:  # as `Connection` reports it
             lost = dialect.is_disconnect(error, None, None)
             raise _wrapped(engine, error, None, None, invalidated=lost) from error
         dbapi_connection: Any = pooled.dbapi_connection
+        if on.on_driver:
+            # asyncpg outside a transaction is in autocommit: the driver's own `fetch` (and
+            # its statement cache), with no cursor, no isolation level to set and reset.
+            try:
+                return self._execute(
+                    engine,
+                    on,
+                    dbapi_connection,
+                    pooled.invalidate,
+                    parameters,
+                    pooled.driver_connection,
+                )
+            finally:
+                pooled.close()
         autocommit = dialect.name != "sqlite"  # SQLite connections here emit no BEGIN
         try:
             if autocommit:
                 dialect.set_isolation_level(dbapi_connection, "AUTOCOMMIT")
-            return self._execute(engine, dbapi_connection, pooled.invalidate, prepared, parameters)
+            return self._execute(engine, on, dbapi_connection, pooled.invalidate, parameters)
         finally:
             try:
                 if autocommit and pooled.is_valid:
@@ -183,42 +211,50 @@ class Prepared:
             finally:
                 pooled.close()
 
-    def _run_in_session(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _run_in_session(
+        self, session: Session, on: _OnDialect, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """On the session's connection, inside its transaction (begun here if need be, as
         `session.execute()` would begin it)."""
         connection = session.connection()
-        prepared, parameters = self._bound(connection.engine, params)
+        parameters = self._bound(connection.engine, on, params)
         dbapi_connection: Any = connection.connection.dbapi_connection
         return self._execute(
-            connection.engine, dbapi_connection, connection.invalidate, prepared, parameters
+            connection.engine, on, dbapi_connection, connection.invalidate, parameters
         )
 
-    def _bound(self, engine: Engine, params: dict[str, Any]) -> tuple[_Compiled, Any]:
-        prepared = self._prepare(engine.dialect)
+    def _bound(self, engine: Engine, on: _OnDialect, params: dict[str, Any]) -> Any:
         try:
-            return prepared, self._parameters(prepared, params)
+            return self._parameters(on, params)
         except Exception as error:  # a bind processor refused a value: as SQLAlchemy says it
-            raise _wrapped(engine, error, prepared.sql, params, invalidated=False) from error
+            raise _wrapped(engine, error, on.sql, params, invalidated=False) from error
 
     def _execute(
         self,
         engine: Engine,
+        on: _OnDialect,
         dbapi_connection: Any,
         invalidate: Callable[[BaseException | None], None],
-        prepared: _Compiled,
         parameters: Any,
+        driver_connection: Any = None,
     ) -> list[dict[str, Any]]:
         dialect = engine.dialect
-        observers = _observers.get(dialect, ())
         started = time.perf_counter()
         cursor = None
+        description = None
         try:
-            cursor = dbapi_connection.cursor()
-            cursor.execute(prepared.sql, parameters)
-            raw_rows = cursor.fetchall()
-            description = cursor.description
-            cursor.close()
-        except BaseException as error:
+            if driver_connection is not None:
+                raw_rows = await_only(driver_connection.fetch(on.sql, *parameters))
+            else:
+                cursor = dbapi_connection.cursor()
+                cursor.execute(on.sql, parameters)
+                raw_rows = cursor.fetchall()
+                description = cursor.description
+                cursor.close()
+        except BaseException as caught:
+            error = caught
+            if driver_connection is not None and isinstance(error, Exception):
+                error = _adapted_error(dbapi_connection, error)
             lost = not isinstance(error, Exception) or (
                 isinstance(error, dialect.loaded_dbapi.Error)
                 and dialect.is_disconnect(error, dbapi_connection, cursor)
@@ -228,17 +264,20 @@ class Prepared:
                 # SQLAlchemy's `Connection` does.
                 invalidate(error)
             elapsed = time.perf_counter() - started
-            for observer in observers:
-                observer.direct_statement(prepared.sql, parameters, elapsed, error)
+            for observer in on.observers:
+                observer.direct_statement(on.sql, parameters, elapsed, error)
             if not isinstance(error, dialect.loaded_dbapi.Error):
-                raise
-            raise _wrapped(engine, error, prepared.sql, parameters, lost) from error
+                if error is caught:
+                    raise
+                raise error from caught
+            raise _wrapped(engine, error, on.sql, parameters, lost) from error
         elapsed = time.perf_counter() - started
-        for observer in observers:
-            observer.direct_statement(prepared.sql, parameters, elapsed, None)
-        processors = self._results.get(dialect)
+        for observer in on.observers:
+            observer.direct_statement(on.sql, parameters, elapsed, None)
+        processors = on.results
         if processors is None:
-            processors = self._results[dialect] = self._result_processors(dialect, description)
+            processors = on.results = self._result_processors(dialect, description)
+            on.on_driver = dialect.driver == "asyncpg"
         keys = self.keys
         rows = []
         for raw in raw_rows:
@@ -249,9 +288,12 @@ class Prepared:
             rows.append(dict(zip(keys, values, strict=True)))
         return rows
 
-    def _prepare(self, dialect: Dialect) -> _Compiled:
-        prepared = self._compiled.get(dialect)
-        if prepared is None:
+    def _on(self, dialect: Dialect) -> _OnDialect:
+        on = self._last
+        if on is not None and on.dialect is dialect:
+            return on
+        on = self._dialects.get(dialect)
+        if on is None:
             compiled: Any = self.statement.compile(dialect=dialect)
             _check_compiled(compiled)
             processors = {}
@@ -260,27 +302,28 @@ class Prepared:
                 if processor is not None:
                     processors[name] = processor
             order = tuple(compiled.positiontup) if compiled.positional else None
-            prepared = self._compiled[dialect] = _Compiled(
-                compiled.string, order, processors, compiled
-            )
-        return prepared
+            on = self._dialects[dialect] = _OnDialect(
+                dialect, compiled.string, order, processors, compiled,
+                _observers.setdefault(dialect, []),
+            )  # fmt: skip
+        self._last = on
+        return on
 
-    def _parameters(
-        self, prepared: _Compiled, params: dict[str, Any]
-    ) -> Sequence[Any] | dict[str, Any]:
-        values: dict[str, Any] = prepared.compiled.construct_params(params)
-        for name, processor in prepared.bind_processors.items():
+    def _parameters(self, on: _OnDialect, params: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        values: dict[str, Any] = on.compiled.construct_params(params)
+        for name, processor in on.bind_processors.items():
             if name in values:
                 values[name] = processor(values[name])
-        if prepared.bind_order is None:
+        if on.bind_order is None:
             return values
-        return tuple(values[name] for name in prepared.bind_order)
+        return tuple(values[name] for name in on.bind_order)
 
     def _result_processors(
-        self, dialect: Dialect, description: Sequence[Any]
+        self, dialect: Dialect, description: Sequence[Any] | None
     ) -> list[Callable[[Any], Any] | None]:
-        if len(description) != len(self._types):
-            raise RuntimeError(f"{len(description)} columns came back, {len(self._types)} expected")
+        if description is None or len(description) != len(self._types):
+            got = "no" if description is None else len(description)
+            raise RuntimeError(f"{got} columns came back, {len(self._types)} expected")
         return [
             type_.dialect_impl(dialect).result_processor(dialect, column[1])
             for type_, column in zip(self._types, description, strict=True)
@@ -314,12 +357,22 @@ def _wrapped(
     )
 
 
-def _only_observed(engine: Engine) -> bool:
+def _only_observed(engine: Engine, observers: list[DirectObserver]) -> bool:
     """Whether every statement listener of `engine` belongs to a registered observer."""
-    expected = len(_observers.get(engine.dialect, ()))
+    expected = len(observers)
     dispatch = engine.dispatch  # an `execution_options()` view's counts its engine's too
     return (
         len(dispatch.before_cursor_execute) == expected
         and len(dispatch.after_cursor_execute) == expected
         and len(engine.dialect.dispatch.handle_error) == expected  # a dialect event
     )
+
+
+def _adapted_error(dbapi_connection: Any, error: Exception) -> BaseException:
+    """What SQLAlchemy's DBAPI adapter raises for a driver's `error` (asyncpg's exceptions
+    as the adapter's DB-API classes), as its cursor would have raised it."""
+    try:
+        dbapi_connection._handle_exception(error)
+    except BaseException as adapted:
+        return adapted
+    return error  # pragma: no cover - the adapter always raises
