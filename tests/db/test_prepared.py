@@ -98,6 +98,38 @@ async def test_a_direct_read_returns_what_the_session_returns(
     assert missing is None
 
 
+async def test_given_the_unit_a_read_needs_no_session_and_a_write_opens_one(
+    committed_database: Database, toolkit_engine: AsyncEngine
+) -> None:
+    ids = await _add_tickets(committed_database)
+    async with committed_database.uow(read_only=True) as uow:
+        by_unit = await OPEN_TICKETS.all(uow, min_price=Decimal("1"))
+        assert await TITLE.scalar(uow, id=ids[2]) == "closed"
+        assert uow.opened_session is None  # a read-only unit's direct reads: no session at all
+        by_session = await OPEN_TICKETS.all(uow.session, min_price=Decimal("1"))
+    assert by_unit == by_session
+    assert [row["title"] for row in by_unit] == ["due", "undated"]
+    async with committed_database.uow() as uow:  # a write unit: its session, its transaction
+        created = await NEW_COUNTER.one_or_none(uow, namespace="unit", key="k", value=1)
+        assert created is not None
+        assert uow.opened_session is not None
+        assert uow.session.in_transaction()
+        # leaving without commit rolls the INSERT back
+    async with committed_database.uow(read_only=True) as uow:
+        assert await COUNTERS.all(uow, namespace="unit") == []
+    # A statement listener the direct path cannot serve: the unit opens its session for it.
+    async with (
+        count_queries(toolkit_engine) as queries,
+        committed_database.uow(read_only=True) as uow,
+    ):
+        assert await TITLE.scalar(uow, id=ids[0]) == "due"
+        assert uow.opened_session is not None
+    assert queries.count == 1
+    async with _session_path(toolkit_engine).uow(read_only=True) as uow:  # no direct path
+        assert await OPEN_TICKETS.all(uow, min_price=Decimal("1")) == by_session
+        assert uow.session.in_transaction()
+
+
 async def test_bound_values_go_through_the_column_types(committed_database: Database) -> None:
     ids = await _add_tickets(committed_database)
     async with committed_database.uow(read_only=True) as uow:

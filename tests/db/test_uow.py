@@ -9,6 +9,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from agora.db.errors import Duplicate
+from agora.db.repository import Repository
 from agora.db.session import Database
 from agora.db.uow import UnitOfWork, retrying
 from tests.db.models import Author, Counter
@@ -62,10 +63,32 @@ async def test_repositories_are_cached_per_unit(tk_uow: UnitOfWork) -> None:
     assert tk_uow.repo(Things).session is tk_uow.session
 
 
+class AuthorRepository(Repository[Author]):
+    model = Author
+
+
+async def test_a_repository_class_that_takes_the_unit_opens_its_session_only_when_used(
+    committed_database: Database,
+) -> None:
+    async with committed_database.uow() as uow:
+        authors = uow.repo(AuthorRepository)
+        assert uow.opened_session is None  # made from the unit: no session yet
+        await authors.add(Author(name="Eve", email="eve@example.com"))
+        assert uow.opened_session is uow.session is authors.session
+        await uow.commit()
+    async with committed_database.uow(read_only=True) as uow:
+        assert [a.name for a in await uow.repo(AuthorRepository).list()] == ["Eve"]
+
+
 async def test_uow_outside_its_block_is_an_error(committed_database: Database) -> None:
     uow = committed_database.uow()
     with pytest.raises(RuntimeError, match="outside"):
         _ = uow.session
+    async with uow:
+        pass
+    for outside in (lambda: uow.session, lambda: uow.opened_session):
+        with pytest.raises(RuntimeError, match="outside"):
+            outside()
 
 
 async def _seed_counters(db: Database) -> None:

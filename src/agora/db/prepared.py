@@ -62,6 +62,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.util.concurrency import await_only, greenlet_spawn
 
+from agora.db.uow import UnitOfWork
+
 # Key of `Session.info`: how this session's `Prepared` statements may run directly.
 DIRECT = "agora.direct"
 AUTOCOMMIT = "autocommit"  # each statement on its own (read-only units): a pooled connection
@@ -139,10 +141,14 @@ class Prepared:
 
     # --- the three ways to take the rows -----------------------------------------------------
 
-    async def all(self, session: AsyncSession, /, **params: Any) -> list[dict[str, Any]]:
+    async def all(
+        self, session: AsyncSession | UnitOfWork, /, **params: Any
+    ) -> list[dict[str, Any]]:
         return await self._fetch(session, params)
 
-    async def one_or_none(self, session: AsyncSession, /, **params: Any) -> dict[str, Any] | None:
+    async def one_or_none(
+        self, session: AsyncSession | UnitOfWork, /, **params: Any
+    ) -> dict[str, Any] | None:
         """The only row, or None; `MultipleResultsFound` when there are more."""
         rows = await self._fetch(session, params)
         if len(rows) > 1:
@@ -151,14 +157,31 @@ class Prepared:
             )
         return rows[0] if rows else None
 
-    async def scalar(self, session: AsyncSession, /, **params: Any) -> Any:
+    async def scalar(self, session: AsyncSession | UnitOfWork, /, **params: Any) -> Any:
         """The first column of the first row, or None."""
         rows = await self._fetch(session, params)
         return rows[0][self.keys[0]] if rows else None
 
     # --- how --------------------------------------------------------------------------------
 
-    async def _fetch(self, session: AsyncSession, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _fetch(
+        self, target: AsyncSession | UnitOfWork, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        if isinstance(target, UnitOfWork):
+            session = target.opened_session
+            if session is None:
+                # No session yet: if it would be a direct autocommit one, it is not needed.
+                kw: dict[str, Any] = getattr(target.session_factory, "kw", {})
+                bind = kw.get("bind")
+                info = kw.get("info")
+                if bind is not None and info and info.get(DIRECT) == AUTOCOMMIT:
+                    engine = bind.sync_engine
+                    on = self._on(engine.dialect)
+                    if _only_observed(engine, on.observers):
+                        return await greenlet_spawn(self._run_pooled, engine, on, params)
+                session = target.session
+        else:
+            session = target
         mode = session.info.get(DIRECT)
         bind = session.bind
         if mode and bind is not None:

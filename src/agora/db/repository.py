@@ -38,6 +38,7 @@ from agora.db.pagination import (
 )
 from agora.db.pagination import OrderBy as KeysetOrder
 from agora.db.softdelete import INCLUDE_DELETED, install_soft_delete
+from agora.db.uow import UnitOfWork
 from agora.db.upsert import UpsertInsert, upsert_statement
 
 M = TypeVar("M")
@@ -57,9 +58,19 @@ class Repository(Generic[M]):
 
     model: type[M]
     not_found: ClassVar[type[NotFound]] = NotFound
+    # `UnitOfWork.repo` makes this class from the unit itself, not from its session.
+    takes_unit: ClassVar[bool] = True
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, session: AsyncSession | UnitOfWork) -> None:
+        # What `Prepared` statements take: given the unit, a read-only unit runs them without
+        # ever opening its session (`agora.db.prepared`).
+        self.unit_or_session = session
+
+    @property
+    def session(self) -> AsyncSession:
+        """The session this repository's statements run in (the unit's, opened on first use)."""
+        source = self.unit_or_session
+        return source.session if isinstance(source, UnitOfWork) else source
 
     # --- statements: build, extend, then execute with `all` / `one_or_none` / `scalar` ----
 

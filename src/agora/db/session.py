@@ -107,6 +107,7 @@ class _RoutedReadUnitOfWork(UnitOfWork):
         self._replicas = replicas
 
     async def __aenter__(self) -> Self:
+        await super().__aenter__()
         replica = self._replicas.choose(current_min_lsn())
         if replica is not None:
             session = await self._open_on(replica)

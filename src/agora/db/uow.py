@@ -38,7 +38,13 @@ T = TypeVar("T")
 
 
 class UnitOfWork:
-    """Async context manager around one `AsyncSession`."""
+    """Async context manager around one `AsyncSession`, opened on first use.
+
+    The session is created the first time something asks for it (`uow.session`, a
+    repository's statement), not on entry: a read-only unit whose statements are all
+    `Prepared` reads, given the unit itself (`Repository` subclasses pass it), never needs one
+    -- creating and dropping it was ~6% of a one-query read (bench/README.md, "Tenth round").
+    """
 
     def __init__(
         self,
@@ -49,16 +55,33 @@ class UnitOfWork:
         self._factory = session_factory
         self._on_commit = on_commit  # called after each successful commit
         self._session: AsyncSession | None = None
+        self._active = False
         self._repos: dict[type[Any], Any] = {}
 
     @property
     def session(self) -> AsyncSession:
-        if self._session is None:
+        """The unit's session, created on first use."""
+        session = self._session
+        if session is None:
+            if not self._active:
+                raise RuntimeError("UnitOfWork used outside `async with`")
+            session = self._session = self._factory()
+        return session
+
+    @property
+    def opened_session(self) -> AsyncSession | None:
+        """The session if one was created yet, else None (without creating it)."""
+        if not self._active:
             raise RuntimeError("UnitOfWork used outside `async with`")
         return self._session
 
+    @property
+    def session_factory(self) -> async_sessionmaker[AsyncSession]:
+        """Where the session comes from (its configuration: `kw["bind"]`, `kw["info"]`)."""
+        return self._factory
+
     async def __aenter__(self) -> Self:
-        self._session = self._factory()
+        self._active = True
         return self
 
     async def __aexit__(
@@ -68,6 +91,7 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         session, self._session = self._session, None
+        self._active = False
         self._repos.clear()
         if session is None:
             return
@@ -77,12 +101,16 @@ class UnitOfWork:
         elif session.identity_map or session.new or session.deleted:
             session.expunge_all()  # no transaction, so no connection: only objects to detach
 
-    def repo(self, repo_cls: Callable[[AsyncSession], R]) -> R:
-        """The repository of class `repo_cls` bound to this unit of work's session (cached)."""
+    def repo(self, repo_cls: Callable[[Any], R]) -> R:
+        """The repository of class `repo_cls` for this unit of work (cached): made from the
+        unit itself when the class says it takes one (`takes_unit`, as `Repository` does), so
+        its session is opened only if a statement needs it; else from the session."""
         key: Any = repo_cls
-        if key not in self._repos:
-            self._repos[key] = repo_cls(self.session)
-        return self._repos[key]  # type: ignore[no-any-return]
+        repo = self._repos.get(key)
+        if repo is None:
+            source = self if getattr(repo_cls, "takes_unit", False) else self.session
+            repo = self._repos[key] = repo_cls(source)
+        return repo
 
     async def flush(self) -> None:
         await _translated(self.session.flush())

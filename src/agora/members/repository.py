@@ -106,20 +106,22 @@ class UserRepository(Repository[User]):
     async def get_view(self, user_id: int) -> dict[str, Any] | None:
         """A not deleted user's row with their profile's (`profile_*`, NULL without one),
         in one query; None when absent. See `agora.members.schemas.user_view_json`."""
-        return await _USER_VIEW.one_or_none(self.session, user_id=user_id)
+        return await _USER_VIEW.one_or_none(self.unit_or_session, user_id=user_id)
 
     async def viewer_is_superuser(self, user_id: int, version: int) -> bool | None:
         """Whether `user_id` is a superuser; None unless their token (of `version`) is
         current: the user active, not deleted, `version` theirs (one single-column SELECT)."""
         result: bool | None = await _VIEWER_IS_SUPERUSER.scalar(
-            self.session, user_id=user_id, version=version
+            self.unit_or_session, user_id=user_id, version=version
         )
         return result
 
     async def token_is_current(self, user_id: int, version: int) -> bool:
         """Whether a token of `user_id` and `version` still works: the user active, not
         deleted, and no password change since it was issued (one single-column SELECT)."""
-        row = await _CURRENT_TOKEN.one_or_none(self.session, user_id=user_id, version=version)
+        row = await _CURRENT_TOKEN.one_or_none(
+            self.unit_or_session, user_id=user_id, version=version
+        )
         return row is not None
 
     def select_stmt(
