@@ -190,9 +190,13 @@ async def test_writes_in_a_unit_commit_or_roll_back_with_it(committed_database: 
         ]
         await uow.commit()
     async with committed_database.uow() as uow:
-        await BUMP.all(uow.session, namespace="tx", by=100)
-        assert {r["value"] for r in await COUNTERS.all(uow.session, namespace="tx")} == {111, 115}
-        # leaving without commit: both UPDATEs above and below are rolled back
+        await BUMP.all(uow.session, namespace="tx", by=100)  # sends the BEGIN
+        await BUMP.all(uow.session, namespace="tx", by=1000)  # on asyncpg: the driver, inside
+        assert {r["value"] for r in await COUNTERS.all(uow.session, namespace="tx")} == {
+            1111,
+            1115,
+        }
+        # leaving without commit: both UPDATEs are rolled back
     async with committed_database.uow(read_only=True) as uow:
         rows = await COUNTERS.all(uow.session, namespace="tx")
     assert rows == [{"key": "a", "value": 11}, {"key": "b", "value": 15}]

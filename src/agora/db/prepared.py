@@ -241,10 +241,19 @@ class Prepared:
         `session.execute()` would begin it)."""
         connection = session.connection()
         parameters = self._bound(connection.engine, on, params)
-        dbapi_connection: Any = connection.connection.dbapi_connection
+        pooled = connection.connection
+        dbapi_connection: Any = pooled.dbapi_connection
+        driver_connection: Any = None
+        if on.on_driver:
+            # asyncpg: once the adapter's BEGIN is open on the server (it is sent with the
+            # transaction's first statement), the driver's `fetch` runs inside it.
+            driver_connection = pooled.driver_connection
+            if not driver_connection.is_in_transaction():
+                driver_connection = None
         return self._execute(
-            connection.engine, on, dbapi_connection, connection.invalidate, parameters
-        )
+            connection.engine, on, dbapi_connection, connection.invalidate, parameters,
+            driver_connection,
+        )  # fmt: skip
 
     def _bound(self, engine: Engine, on: _OnDialect, params: dict[str, Any]) -> Any:
         try:
