@@ -4,9 +4,9 @@
         select(users.c.id, users.c.name)
         .where(users.c.id == bindparam("user_id"), users.c.deleted_at.is_(None))
     )
-    row = await USER_BY_ID.one_or_none(session, user_id=5)    # {"id": 5, "name": ...} or None
-    rows = await USER_BY_ID.all(session, user_id=5)
-    name = await NAME_BY_ID.scalar(session, user_id=5)
+    row = await USER_BY_ID.one_or_none(uow, user_id=5)    # {"id": 5, "name": ...} or None
+    rows = await USER_BY_ID.all(uow.session, user_id=5)     # a unit of work, or its session
+    name = await NAME_BY_ID.scalar(repo.unit_or_session, user_id=5)   # in a Repository
     PAY = Prepared(update(users).values(credits=users.c.credits + bindparam("delta"),
                                         updated_at=bindparam("now")).returning(users.c.id))
 
@@ -17,16 +17,27 @@ transfer's (bench/README.md, "Fifth round"). A `Prepared` statement keeps everyt
 makes SQLAlchemy worth having -- the statement is built and compiled by SQLAlchemy for the
 engine's dialect, its values go through the column types' bind and result processors (an
 `Enum` column still comes back as the enum), connections come from the engine's pool and
-transactions are the session's, and the statement runs on SQLAlchemy's DBAPI adapter (so
-asyncpg's prepared-statement cache, error classes and disconnect detection are SQLAlchemy's)
--- and drops only the per-execution layers in between, in one `greenlet_spawn`:
+transactions are the session's, and errors, disconnect detection and transaction state are
+those of SQLAlchemy's DBAPI adapter (see asyncpg below) -- and drops only the per-execution
+layers in between, in one `greenlet_spawn`:
 
 * in a read-only unit of work of `Database` whose session holds no connection (each of its
   statements runs on its own, in autocommit), a connection is checked out of the pool, the
-  statement runs, the connection goes back (a PostgreSQL one in its default isolation level);
+  statement runs, the connection goes back (a PostgreSQL one in its default isolation level).
+  Given the unit itself rather than its session, a unit that has not created its session yet
+  does not create one for this (`UnitOfWork.session` is made on first use);
 * in a unit of work of `Database` otherwise, the statement runs on the session's connection,
   inside the session's transaction -- begun by `session.connection()` exactly as
   `session.execute()` would begin it -- so it commits or rolls back with the rest.
+
+On asyncpg, once a statement's first run on an engine has told its columns' database types
+(through the adapter's cursor: some types' result processing depends on them), it runs on
+the driver's own `fetch` (asyncpg's statement cache) wherever asyncpg's transaction state is
+already what the adapter would make it: outside any transaction for an autocommit read (so
+no isolation level to set and reset), and inside the transaction once the adapter's BEGIN is
+open on the server (`is_in_transaction()`; the adapter sends it with the transaction's first
+statement, which therefore goes through the cursor). Driver errors are raised as the
+adapter's DB-API classes, as its cursor raises them.
 
 A Core statement run by `session.execute()` is not autoflushed either, so both ways see the
 same data. The direct path is only taken where nobody listens to the engine's statement
