@@ -58,7 +58,8 @@ class Repository(Generic[M]):
 
     model: type[M]
     not_found: ClassVar[type[NotFound]] = NotFound
-    # `UnitOfWork.repo` makes this class from the unit itself, not from its session.
+    # `UnitOfWork.repo` makes this class from the unit itself, not from its session (a
+    # subclass whose `__init__` needs the session itself sets this to False).
     takes_unit: ClassVar[bool] = True
 
     def __init__(self, session: AsyncSession | UnitOfWork) -> None:
