@@ -67,6 +67,10 @@ class AuthorRepository(Repository[Author]):
     model = Author
 
 
+class SessionAuthorRepository(AuthorRepository):
+    takes_unit = False
+
+
 async def test_a_repository_class_that_takes_the_unit_opens_its_session_only_when_used(
     committed_database: Database,
 ) -> None:
@@ -76,6 +80,8 @@ async def test_a_repository_class_that_takes_the_unit_opens_its_session_only_whe
         await authors.add(Author(name="Eve", email="eve@example.com"))
         assert uow.opened_session is uow.session is authors.session
         await uow.commit()
+    async with committed_database.uow() as uow:  # a subclass that asks for the session
+        assert uow.repo(SessionAuthorRepository).unit_or_session is uow.opened_session
     async with committed_database.uow(read_only=True) as uow:
         assert [a.name for a in await uow.repo(AuthorRepository).list()] == ["Eve"]
 
