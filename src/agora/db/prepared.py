@@ -63,7 +63,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Executable, Select
 from sqlalchemy import exc as sa_exc
@@ -123,7 +123,8 @@ class _OnDialect:
     # Learned from the first run's cursor description (the result processors of some types
     # depend on the column's database type): until then, a run goes through the DBAPI cursor.
     results: list[Callable[[Any], Any] | None] | None = None
-    # asyncpg: once `results` is known, an autocommit read runs on the driver itself.
+    # asyncpg: once `results` is known, the statement may run on the driver's own `fetch`
+    # (outside a transaction, or inside one the adapter has begun on the server).
     on_driver: bool = False
 
 
@@ -178,32 +179,24 @@ class Prepared:
     async def _fetch(
         self, target: AsyncSession | UnitOfWork, params: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        if isinstance(target, UnitOfWork):
-            session = target.opened_session
-            if session is None:
-                # No session yet: if it would be a direct autocommit one, it is not needed.
-                kw: dict[str, Any] = getattr(target.session_factory, "kw", {})
-                bind = kw.get("bind")
-                info = kw.get("info")
-                if bind is not None and info and info.get(DIRECT) == AUTOCOMMIT:
-                    engine = bind.sync_engine
-                    on = self._on(engine.dialect)
-                    if _only_observed(engine, on.observers):
-                        return await greenlet_spawn(self._run_pooled, engine, on, params)
-                session = target.session
-        else:
-            session = target
-        mode = session.info.get(DIRECT)
-        bind = session.bind
+        session = target.opened_session if isinstance(target, UnitOfWork) else target
+        if session is not None:
+            info, bind, in_transaction = session.info, session.bind, session.in_transaction()
+        else:  # a unit without a session yet: decide as its session would
+            factory = cast(UnitOfWork, target).session_factory
+            kw: dict[str, Any] = getattr(factory, "kw", {})
+            info, bind, in_transaction = kw.get("info") or {}, kw.get("bind"), False
+        mode = info.get(DIRECT)
         if mode and bind is not None:
             # (An `AsyncSession`'s bind is an engine here: `Database` binds its factories so.)
             engine = bind.sync_engine
             on = self._on(engine.dialect)
             if _only_observed(engine, on.observers):
-                if mode == AUTOCOMMIT and not session.in_transaction():
+                if mode == AUTOCOMMIT and not in_transaction:
                     return await greenlet_spawn(self._run_pooled, engine, on, params)
-                return await greenlet_spawn(self._run_in_session, session.sync_session, on, params)
-        result = await session.execute(self.statement, params)
+                sync_session = _session_of(target, session).sync_session
+                return await greenlet_spawn(self._run_in_session, sync_session, on, params)
+        result = await _session_of(target, session).execute(self.statement, params)
         return [dict(row) for row in result.mappings()]
 
     def _run_pooled(
@@ -219,25 +212,16 @@ class Prepared:
             lost = dialect.is_disconnect(error, None, None)
             raise _wrapped(engine, error, None, None, invalidated=lost) from error
         dbapi_connection: Any = pooled.dbapi_connection
-        if on.on_driver:
-            # asyncpg outside a transaction is in autocommit: the driver's own `fetch` (and
-            # its statement cache), with no cursor, no isolation level to set and reset.
-            try:
-                return self._execute(
-                    engine,
-                    on,
-                    dbapi_connection,
-                    pooled.invalidate,
-                    parameters,
-                    pooled.driver_connection,
-                )
-            finally:
-                pooled.close()
-        autocommit = dialect.name != "sqlite"  # SQLite connections here emit no BEGIN
+        # asyncpg's own `fetch` outside a transaction is autocommit already; SQLite
+        # connections here emit no BEGIN. Otherwise: the adapter, set to autocommit.
+        driver_connection = pooled.driver_connection if on.on_driver else None
+        autocommit = driver_connection is None and dialect.name != "sqlite"
         try:
             if autocommit:
                 dialect.set_isolation_level(dbapi_connection, "AUTOCOMMIT")
-            return self._execute(engine, on, dbapi_connection, pooled.invalidate, parameters)
+            return self._execute(
+                engine, on, dbapi_connection, pooled.invalidate, parameters, driver_connection
+            )
         finally:
             try:
                 if autocommit and pooled.is_valid:
@@ -409,6 +393,13 @@ def _only_observed(engine: Engine, observers: list[DirectObserver]) -> bool:
         and len(dispatch.after_cursor_execute) == expected
         and len(engine.dialect.dispatch.handle_error) == expected  # a dialect event
     )
+
+
+def _session_of(target: AsyncSession | UnitOfWork, opened: AsyncSession | None) -> AsyncSession:
+    """`opened`, or the session `target` (a unit of work that has none yet) creates now."""
+    if opened is not None:
+        return opened
+    return target.session if isinstance(target, UnitOfWork) else target
 
 
 def _adapted_error(dbapi_connection: Any, error: Exception) -> BaseException:
